@@ -1,0 +1,35 @@
+"""Test-wide settings: offline hubs, few threads (the CI machine has two cores)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # the face/data tests do not need torch
+        pass
+    yield
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real, public-domain face photo that ships with scikit-image (RGB uint8, 512x512)."""
+    from skimage import data
+
+    return data.astronaut()
