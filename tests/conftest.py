@@ -33,3 +33,19 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def face_analyzer():
+    """The default (dlib) face analyzer, loaded once per test session."""
+    from mfrn.faces.base import FaceAnalyzer
+
+    return FaceAnalyzer.from_names("dlib", "dlib")
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(astronaut, face_analyzer):
+    """The astronaut photo's face (``mfrn.faces.types.Face``: box, 5 keypoints, 81 landmarks)."""
+    faces = face_analyzer(astronaut)
+    assert faces, "dlib found no face in skimage's astronaut"
+    return max(faces, key=lambda f: f.detection.score)

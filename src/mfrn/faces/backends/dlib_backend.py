@@ -1,0 +1,133 @@
+"""dlib backend: HOG face detector + 68-point shape predictor (from ``face-recognition-models``,
+CC0), extended to 81 points by extrapolation, or a user's 81-point predictor file.
+
+The HOG detector runs on a copy of the image down-scaled to ``max_side`` pixels (it is far slower
+on large frames and finds no more faces there); boxes are scaled back to the full image, and the
+landmarks are always predicted on the full-resolution image.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mfrn.faces.base import DETECTORS, LANDMARKERS, FaceDetector, Landmarker
+from mfrn.faces.landmarks import extend_to_81, from_dlib81, keypoints_from_landmarks
+from mfrn.faces.types import FaceDetection
+
+
+def _dlib():
+    try:
+        import dlib
+    except ImportError as exc:  # pragma: no cover - dlib-bin is a core dependency
+        raise ImportError("the dlib backend needs dlib: pip install dlib-bin") from exc
+    return dlib
+
+
+def find_model_file(filename: str) -> Path:
+    """Path of a model file shipped in the ``face-recognition-models`` package.
+
+    The package is located with ``importlib.util.find_spec``, never imported (its ``__init__``
+    needs ``pkg_resources``, which current setuptools no longer ships).
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"{filename}: the package face-recognition-models is not installed "
+            "(pip install face-recognition-models)"
+        )
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "models" / filename
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{filename} is not in the installed face-recognition-models package")
+
+
+def _to_rect(dlib, box: np.ndarray):
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    return dlib.rectangle(x1, y1, x2, y2)
+
+
+def _shape_to_array(shape) -> np.ndarray:
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+
+@DETECTORS.register("dlib")
+class DlibHogDetector(FaceDetector):
+    """dlib's HOG + linear SVM frontal face detector (CPU, no weights to fetch)."""
+
+    name = "dlib"
+
+    def __init__(self, max_side: int = 640, upsample: int = 1, threshold: float = 0.3) -> None:
+        self._detector = _dlib().get_frontal_face_detector()
+        self.max_side = int(max_side)
+        self.upsample = int(upsample)
+        self.threshold = float(threshold)
+        self._keypoint_predictor = None
+
+    def detect(self, image: np.ndarray) -> list[FaceDetection]:
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width)) if self.max_side > 0 else 1.0
+        small = image if scale == 1.0 else cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self.upsample, self.threshold)
+        detections = []
+        for rect, score in zip(rects, scores):
+            box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale
+            box[[0, 2]] = np.clip(box[[0, 2]], 0, width - 1)
+            box[[1, 3]] = np.clip(box[[1, 3]], 0, height - 1)
+            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                continue
+            detections.append(FaceDetection(box, float(score), self._keypoints(image, box)))
+        return sorted(detections, key=lambda d: d.score, reverse=True)
+
+    def _keypoints(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        # dlib's 5-point model gives eye corners + nose base; we want eye centres, nose, mouth corners,
+        # so the 68-point model is used (the same one the landmarker uses; loaded once).
+        if self._keypoint_predictor is None:
+            self._keypoint_predictor = _dlib().shape_predictor(str(find_model_file("shape_predictor_68_face_landmarks.dat")))
+        shape = self._keypoint_predictor(image, _to_rect(_dlib(), box))
+        return keypoints_from_landmarks(_shape_to_array(shape))
+
+
+@LANDMARKERS.register("dlib")
+class DlibLandmarker(Landmarker):
+    """68 points from dlib's shape predictor, extended to 81 (see ``landmarks.extend_to_81``)."""
+
+    name = "dlib"
+    forehead_source = "extrapolated"
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        path = Path(model_path) if model_path else find_model_file("shape_predictor_68_face_landmarks.dat")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: shape predictor file not found")
+        self._predictor = _dlib().shape_predictor(str(path))
+
+    def predict(self, image: np.ndarray, detection: FaceDetection) -> np.ndarray:
+        shape = self._predictor(image, _to_rect(_dlib(), detection.box))
+        points = _shape_to_array(shape)
+        if len(points) != 68:
+            raise ValueError(f"the shape predictor gave {len(points)} points; the 'dlib' landmarker needs a 68-point model")
+        return extend_to_81(points)
+
+
+@LANDMARKERS.register("dlib81")
+class Dlib81Landmarker(Landmarker):
+    """A user's 81-point dlib predictor (``shape_predictor_81_face_landmarks.dat``), SBI's order."""
+
+    name = "dlib81"
+    forehead_source = "dlib81"
+
+    def __init__(self, model_path: str | Path) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: 81-point shape predictor file not found")
+        self._predictor = _dlib().shape_predictor(str(path))
+
+    def predict(self, image: np.ndarray, detection: FaceDetection) -> np.ndarray:
+        points = _shape_to_array(self._predictor(image, _to_rect(_dlib(), detection.box)))
+        if len(points) != 81:
+            raise ValueError(f"the shape predictor gave {len(points)} points; expected 81")
+        return from_dlib81(points)
