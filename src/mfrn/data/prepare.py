@@ -1,0 +1,343 @@
+"""``mfrn prepare``: videos or images -> kept faces, boxes, keypoints, 81 landmarks and loose crops.
+
+Parallel over media items with N worker processes (each loads its face models once), resumable
+(items that already have a record are skipped), sharded (``--shard i/n``), and crash-safe: every
+crop and record is written atomically, so a kill loses at most the items in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import signal
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mfrn import __version__
+from mfrn.data.manifest import (
+    STATUS_FAILED,
+    STATUS_NO_FACE,
+    STATUS_OK,
+    FaceRecord,
+    FrameRecord,
+    Manifest,
+    MediaRecord,
+)
+from mfrn.io_utils import atomic_write_image, atomic_write_json
+
+
+@dataclass
+class PrepareConfig:
+    n_frames: int = 32  # evenly spaced frames per video (SBI extracts 32)
+    detector: str = "dlib"
+    landmarker: str = "dlib"
+    detector_kwargs: dict = field(default_factory=dict)
+    landmarker_kwargs: dict = field(default_factory=dict)
+    min_face_area_ratio: float = 0.5  # keep faces with area >= this x the largest (SBI)
+    min_face_size: int = 0  # drop faces whose box side is below this many pixels (0 = keep all)
+    crop_format: str = "png"  # "png" (lossless) or "jpg"
+    crop_slack: float = 0.1  # extra margin around the union of SBI's crop windows
+    max_pixels: int = 100_000_000  # larger images are refused before decoding
+
+
+@dataclass
+class WorkItem:
+    key: str
+    path: str
+    label: int | None = None
+    split: str | None = None
+    dataset: str | None = None
+    method: str | None = None
+
+
+@dataclass
+class PrepareSummary:
+    total: int = 0
+    skipped_existing: int = 0
+    skipped_other_shard: int = 0
+    processed: int = 0
+    ok: int = 0
+    no_face: int = 0
+    failed: int = 0
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        lines = [
+            f"prepare: {self.processed} processed ({self.ok} ok, {self.no_face} without a face, "
+            f"{self.failed} failed), {self.skipped_existing} already done, {self.skipped_other_shard} in other shards; "
+            f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s ({self.frames_per_second:.2f} frames/s)"
+        ]
+        if self.interrupted:
+            lines.append("interrupted: finished items are saved; run the same command again to resume")
+        for key, reason in self.failures[:20]:
+            lines.append(f"  failed: {key}: {reason}")
+        if len(self.failures) > 20:
+            lines.append(f"  ... and {len(self.failures) - 20} more (see the manifest)")
+        return "\n".join(lines)
+
+
+def loose_crop_window(
+    box: np.ndarray, landmarks: np.ndarray, width: int, height: int, slack: float = 0.1
+) -> list[int]:
+    """A window holding every crop SBI may take later, clipped to the frame.
+
+    The union of the landmark crop (68-point box with margins w/2 left/right, h top, 0.4h bottom),
+    the 81-point hull and the detector box with its largest margin (w/4, h/4), plus ``slack``.
+    """
+    lm68 = landmarks[:68]
+    x0, y0 = lm68.min(axis=0)
+    x1, y1 = lm68.max(axis=0)
+    w, h = x1 - x0, y1 - y0
+    bx0, by0, bx1, by1 = (float(v) for v in box)
+    bw, bh = bx1 - bx0, by1 - by0
+    left = min(x0 - w / 2, bx0 - bw / 4, float(landmarks[:, 0].min()))
+    right = max(x1 + w / 2, bx1 + bw / 4, float(landmarks[:, 0].max()))
+    top = min(y0 - h, by0 - bh / 4, float(landmarks[:, 1].min()))
+    bottom = max(y1 + 0.4 * h, by1 + bh / 4, float(landmarks[:, 1].max()))
+    pad_x, pad_y = slack * (right - left), slack * (bottom - top)
+    return [
+        int(max(0, np.floor(left - pad_x))),
+        int(max(0, np.floor(top - pad_y))),
+        int(min(width, np.ceil(right + pad_x))),
+        int(min(height, np.ceil(bottom + pad_y))),
+    ]
+
+
+def items_from_paths(paths: Sequence[str | Path]) -> list[WorkItem]:
+    """Media files from files, folders and list files; keys are unique and readable."""
+    from mfrn.data.media import iter_media
+
+    items: list[WorkItem] = []
+    seen: set[str] = set()
+    for given in paths:
+        given = Path(given)
+        base = given if given.is_dir() else None
+        for path in iter_media([given]):
+            if base is not None:
+                rel = path.relative_to(base).with_suffix("")
+                key = f"media/{base.resolve().name}/{rel.as_posix()}"
+            else:
+                key = f"media/{path.stem}"
+            if key in seen:
+                key = f"{key}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}"
+            seen.add(key)
+            items.append(WorkItem(key=key, path=str(path)))
+    return items
+
+
+def items_from_reader(records: Iterable) -> list[WorkItem]:
+    """Work items from a dataset reader's ``VideoRecord``s."""
+    return [
+        WorkItem(key=r.key, path=str(r.path), label=r.label, split=r.split, dataset=r.dataset, method=r.method)
+        for r in records
+    ]
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) % count == index
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+class FacePreparer:
+    """Does the work for one item; one per process, so models load once."""
+
+    def __init__(self, config: PrepareConfig, out_dir: Path) -> None:
+        from mfrn.faces.base import FaceAnalyzer
+
+        self.config = config
+        self.manifest = Manifest(out_dir)
+        self.analyzer = FaceAnalyzer.from_names(
+            config.detector,
+            config.landmarker,
+            config.min_face_area_ratio,
+            config.detector_kwargs,
+            config.landmarker_kwargs,
+        )
+
+    def __call__(self, item: WorkItem) -> MediaRecord:
+        from mfrn.data.frames import read_media_frames
+        from mfrn.data.media import MediaError
+
+        record = MediaRecord(
+            key=item.key, source=item.path, status=STATUS_OK, label=item.label, split=item.split,
+            dataset=item.dataset, method=item.method,
+        )
+        crop_dir = self.manifest.crop_dir(item.key)
+        try:
+            info, frames = read_media_frames(Path(item.path), self.config.n_frames, max_pixels=self.config.max_pixels)
+            record.kind = "image" if getattr(info, "is_image", False) else "video"
+            record.n_frames_total = int(getattr(info, "n_frames", 0) or 0)
+            for frame in frames:
+                record.frames.append(self._frame(frame.index, frame.image, crop_dir))
+        except MediaError as exc:
+            if not record.frames:
+                record.status, record.reason = STATUS_FAILED, exc.reason
+                return record
+            record.warnings.append(f"stopped after {len(record.frames)} frames: {exc.reason}")
+        except Exception as exc:  # a broken item must not end a long run: record it and go on
+            record.status = STATUS_FAILED
+            record.reason = f"{type(exc).__name__}: {exc}"
+            record.warnings.append(traceback.format_exc(limit=3))
+            record.frames = []
+            return record
+        if not record.frames:
+            record.status, record.reason = STATUS_FAILED, "no frame could be decoded"
+        elif record.n_faces == 0:
+            record.status, record.reason = STATUS_NO_FACE, f"no face in {len(record.frames)} sampled frames"
+        return record
+
+    def _frame(self, index: int, image: np.ndarray, crop_dir: Path) -> FrameRecord:
+        height, width = image.shape[:2]
+        frame = FrameRecord(index=index, width=width, height=height)
+        faces = self.analyzer(image)
+        for number, face in enumerate(faces):
+            if self.config.min_face_size and min(face.detection.width, face.detection.height) < self.config.min_face_size:
+                continue
+            window = loose_crop_window(face.box, face.landmarks, width, height, self.config.crop_slack)
+            x1, y1, x2, y2 = window
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            crop_path = crop_dir / f"{index:06d}_{number}.{self.config.crop_format}"
+            atomic_write_image(crop_path, np.ascontiguousarray(image[y1:y2, x1:x2]))
+            frame.faces.append(
+                FaceRecord(
+                    crop_path=crop_path.relative_to(self.manifest.root).as_posix(),
+                    crop_box=window,
+                    box=[float(v) for v in face.box],
+                    score=float(face.detection.score),
+                    keypoints=face.keypoints.round(2).tolist(),
+                    landmarks=face.landmarks.round(2).tolist(),
+                    forehead_source=face.forehead_source,
+                )
+            )
+        return frame
+
+
+_WORKER: FacePreparer | None = None
+
+
+def _init_worker(config: PrepareConfig, out_dir: str) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    _WORKER = FacePreparer(config, Path(out_dir))
+
+
+def _work(item: WorkItem) -> tuple[str, str, str, int, int]:
+    assert _WORKER is not None
+    record = _WORKER(item)
+    _WORKER.manifest.write(record)
+    return record.key, record.status, record.reason, len(record.frames), record.n_faces
+
+
+def _check_settings(out_dir: Path, config: PrepareConfig) -> None:
+    settings_path = out_dir / "prepare.json"
+    settings = {"mfrn_version": __version__, "config": asdict(config)}
+    if settings_path.is_file():
+        import json
+
+        old = json.loads(settings_path.read_text(encoding="utf-8")).get("config", {})
+        differ = {k for k in ("n_frames", "detector", "landmarker", "min_face_area_ratio", "crop_slack") if old.get(k) != asdict(config)[k]}
+        if differ:
+            raise ValueError(
+                f"{settings_path}: this folder was prepared with other settings ({', '.join(sorted(differ))}); "
+                "use another output folder"
+            )
+        return
+    atomic_write_json(settings_path, settings)
+
+
+def run_prepare(
+    items: Sequence[WorkItem],
+    out_dir: Path,
+    config: PrepareConfig | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Prepare ``items`` into ``out_dir``; returns the run's summary (also printed by the CLI)."""
+    from tqdm import tqdm
+
+    config = config or PrepareConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(out_dir, config)
+    manifest = Manifest(out_dir)
+    summary = PrepareSummary(total=len(items))
+    todo = []
+    for item in items:
+        if not in_shard(item.key, shard):
+            summary.skipped_other_shard += 1
+        elif manifest.has(item.key) and not (retry_failed and manifest.read(item.key).status == STATUS_FAILED):
+            summary.skipped_existing += 1
+        else:
+            todo.append(item)
+
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="prepare", unit="item", disable=not progress, dynamic_ncols=True)
+
+    def account(result: tuple[str, str, str, int, int]) -> None:
+        key, status, reason, n_frames, n_faces = result
+        summary.processed += 1
+        summary.frames += n_frames
+        summary.faces += n_faces
+        if status == STATUS_OK:
+            summary.ok += 1
+        elif status == STATUS_NO_FACE:
+            summary.no_face += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((key, reason))
+        bar.update(1)
+        bar.set_postfix(ok=summary.ok, failed=summary.failed, fps=f"{summary.frames / max(time.perf_counter() - start, 1e-9):.1f}")
+
+    try:
+        if workers <= 1:
+            global _WORKER
+            _WORKER = FacePreparer(config, out_dir)
+            for item in todo:
+                account(_work(item))
+        elif todo:
+            context = mp.get_context("spawn")
+            pool = context.Pool(workers, initializer=_init_worker, initargs=(config, str(out_dir)))
+            try:
+                for result in pool.imap_unordered(_work, todo, chunksize=1):
+                    account(result)
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+        manifest.consolidate()
+    return summary
