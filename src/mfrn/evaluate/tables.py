@@ -1,0 +1,262 @@
+"""From score files to result tables: per-method breakdown, cross-manipulation, cross-dataset.
+
+Every table carries the protocol line and a note on how its numbers were measured, and puts the
+published numbers (the paper's, SBI's) next to the measured ones. Only numbers that are known are
+filled in; every other reference cell is "n/a".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mfrn.evaluate.metrics import BinaryMetrics, binary_metrics
+from mfrn.evaluate.scores import VideoResult, read_frame_scores, read_meta, read_scores
+
+ALL = "all"
+
+# Video-level AUC (%) as published. SBI: Shiohara & Yamasaki, CVPR 2022, Table 2 (trained on FF++ raw).
+SBI_VIDEO_AUC = {"CDF": 93.18, "DFD": 97.56, "DFDC": 72.42, "DFDCP": 86.15, "FFIW": 84.83}
+# The paper (arXiv 2312.08020) as summarised in method.md: FF++ Deepfakes and FF++ overall.
+PAPER_VIDEO_AUC = {("FF++", "Deepfakes"): 100.0, ("FF++", ALL): 99.92}
+
+_DATASET_ALIASES = {
+    "cdf": "CDF", "celebdf": "CDF", "celebdfv2": "CDF",
+    "dfd": "DFD", "deepfakedetection": "DFD",
+    "dfdc": "DFDC",
+    "dfdcp": "DFDCP", "dfdcpreview": "DFDCP",
+    "ffiw": "FFIW", "ffiw10k": "FFIW",
+    "ff": "FF++", "ffpp": "FF++", "faceforensics": "FF++", "faceforensicspp": "FF++",
+}
+
+
+def canonical_dataset(name: str) -> str:
+    """Map a dataset name as readers write it ("celeb_df_v2", "ffpp", ...) to the tables' name."""
+    return _DATASET_ALIASES.get(re.sub(r"[^a-z0-9]", "", name.lower()), name)
+
+
+@dataclass
+class MethodResult:
+    """Metrics of one manipulation method (against all real videos) or of ``ALL`` fakes."""
+
+    method: str
+    video: BinaryMetrics
+    frame: BinaryMetrics | None = None  # None when no frame-level scores were available
+
+
+@dataclass
+class EvalSummary:
+    dataset: str
+    protocol: str
+    n_videos: int  # rows in the score file (after de-duplication)
+    n_scored: int  # status "ok"
+    n_failed: int  # status "failed": left out of every metric
+    n_no_face: int  # scored with the protocol's no-face score, included in the metrics
+    methods: list[MethodResult] = field(default_factory=list)  # ALL first
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+
+    def method(self, name: str) -> MethodResult:
+        for result in self.methods:
+            if result.method == name:
+                return result
+        raise KeyError(f"{self.dataset}: no method {name!r}; have {[m.method for m in self.methods]}")
+
+    @property
+    def overall(self) -> MethodResult:
+        return self.method(ALL)
+
+    def measurement_note(self) -> str:
+        failures = ""
+        if self.failed_reasons:
+            top = sorted(self.failed_reasons.items(), key=lambda item: -item[1])[:3]
+            failures = " (" + "; ".join(f"{count} x {reason}" for reason, count in top) + ")"
+        return (
+            f"{self.dataset}: {self.n_scored} videos scored ({self.n_no_face} without any face, scored as "
+            f"no-face and included), {self.n_failed} failed and excluded{failures}; video AUC over per-video "
+            f"scores, frame AUC over every sampled frame with a face (label of its video)"
+        )
+
+
+def _frame_arrays(
+    videos: list[VideoResult], frame_scores: dict[str, dict[int, float]] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    labels: list[int] = []
+    scores: list[float] = []
+    for video in videos:
+        if frame_scores is not None:
+            values = list(frame_scores.get(video.key, {}).values())
+        else:
+            values = [s for s in video.frame_scores if s is not None]
+        labels.extend([video.label] * len(values))
+        scores.extend(values)
+    return np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+
+
+def _metrics_for(
+    videos: list[VideoResult], frame_scores: dict[str, dict[int, float]] | None, bootstrap: int, seed: int
+) -> tuple[BinaryMetrics, BinaryMetrics | None]:
+    video = binary_metrics([v.label for v in videos], [v.score for v in videos], bootstrap=bootstrap, seed=seed)
+    frame_labels, frame_values = _frame_arrays(videos, frame_scores)
+    frame = None
+    if frame_values.size:
+        # frame-level intervals would treat frames of one video as independent: skip them
+        frame = binary_metrics(frame_labels, frame_values, bootstrap=0)
+    return video, frame
+
+
+def summarize(
+    results: list[VideoResult],
+    dataset: str,
+    protocol: str = "protocol: not recorded",
+    frame_scores: dict[str, dict[int, float]] | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> EvalSummary:
+    """Per-method breakdown of one dataset's results: each fake method against all reals, and ALL."""
+    ok = [r for r in results if r.status == "ok"]
+    failed = [r for r in results if r.status != "ok"]
+    reasons: dict[str, int] = {}
+    for r in failed:
+        reasons[r.reason or "unknown"] = reasons.get(r.reason or "unknown", 0) + 1
+    summary = EvalSummary(
+        dataset=dataset, protocol=protocol, n_videos=len(results), n_scored=len(ok), n_failed=len(failed),
+        n_no_face=sum(r.no_face for r in ok), failed_reasons=reasons,
+    )
+    reals = [r for r in ok if r.label == 0]
+    fakes = [r for r in ok if r.label == 1]
+    summary.methods.append(MethodResult(ALL, *_metrics_for(ok, frame_scores, bootstrap, seed)))
+    methods = sorted({r.method for r in fakes})
+    if len(methods) > 1:
+        for method in methods:
+            subset = reals + [r for r in fakes if r.method == method]
+            summary.methods.append(MethodResult(method, *_metrics_for(subset, frame_scores, bootstrap, seed)))
+    return summary
+
+
+def evaluate_scores(
+    video_csv: str | os.PathLike,
+    frame_csv: str | os.PathLike | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    dataset: str | None = None,
+    protocol: str | None = None,
+) -> EvalSummary:
+    """Summarise a score file written by ``ScoreWriter`` (and optionally a ``FrameScoreWriter`` file).
+
+    Frame-level metrics use ``frame_csv`` when given, else the per-frame scores in the video file.
+    A file holding several datasets needs ``dataset``; ``protocol`` defaults to the file's sidecar.
+    """
+    video_csv = Path(video_csv)
+    results = read_scores(video_csv)
+    names = sorted({r.dataset for r in results})
+    if dataset is None:
+        if len(names) > 1:
+            raise ValueError(f"{video_csv} holds several datasets {names}: pass dataset=")
+        if not names:
+            raise ValueError(f"{video_csv} holds no scored videos")
+        dataset = names[0]
+    else:
+        results = [r for r in results if r.dataset == dataset]
+        if not results:
+            raise ValueError(f"{video_csv} has no rows for dataset {dataset!r}; it has {names}")
+    protocol = protocol or read_meta(video_csv).get("protocol", "protocol: not recorded")
+    frames = read_frame_scores(frame_csv) if frame_csv is not None else None
+    return summarize(results, dataset, protocol, frames, bootstrap, seed)
+
+
+@dataclass
+class Table:
+    """A result table: Markdown for reading, CSV for tools; ``notes`` say how it was measured."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |",
+                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        lines += [""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+    def save(self, stem: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``<stem>.md`` and ``<stem>.csv`` (the notes go into the Markdown file)."""
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        md, cs = stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".csv")
+        md.write_text(self.markdown, encoding="utf-8")
+        cs.write_text(self.csv, encoding="utf-8")
+        return md, cs
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+
+
+def _ci(interval: tuple[float, float] | None) -> str:
+    return "n/a" if interval is None else f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
+
+
+def _ref(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+METRIC_COLUMNS = ["n_real", "n_fake", "frame AUC", "video AUC", "video AUC 95% CI", "video AP", "video EER",
+                  "acc@0.5"]
+
+
+def _metric_cells(result: MethodResult) -> list[str]:
+    v = result.video
+    return [str(v.n_real), str(v.n_fake), _pct(result.frame.auc if result.frame else None), _pct(v.auc),
+            _ci(v.auc_ci), _pct(v.ap), _pct(v.eer), _pct(v.acc_at_05)]
+
+
+_COMMON_NOTE = ("all metrics in %; AUC/AP/EER from scikit-learn (EER interpolated where FPR = 1 - TPR); "
+                "CI = stratified bootstrap over videos; acc@0.5: score >= 0.5 counts as fake; "
+                "reference columns are published numbers, not re-measured")
+
+
+def cross_manipulation_table(summary: EvalSummary) -> Table:
+    """FF++ test: each manipulation method against the real test videos, and all together."""
+    dataset = canonical_dataset(summary.dataset)
+    rows = []
+    for result in summary.methods:
+        paper = PAPER_VIDEO_AUC.get((dataset, result.method))
+        rows.append([result.method] + _metric_cells(result) + [_ref(paper), "n/a"])
+    notes = [summary.protocol, summary.measurement_note(), _COMMON_NOTE,
+             "each method row: that method's fake videos vs all real test videos"]
+    return Table(f"Cross-manipulation ({summary.dataset})", ["method"] + METRIC_COLUMNS +
+                 ["paper video AUC", "SBI video AUC"], rows, notes)
+
+
+def cross_dataset_table(summaries: dict[str, EvalSummary]) -> Table:
+    """One row per test dataset (all its fakes against all its reals)."""
+    rows = []
+    notes: list[str] = []
+    protocols = sorted({s.protocol for s in summaries.values()})
+    notes += protocols
+    for name, summary in summaries.items():
+        dataset = canonical_dataset(name)
+        rows.append([name] + _metric_cells(summary.overall) +
+                    [_ref(PAPER_VIDEO_AUC.get((dataset, ALL))), _ref(SBI_VIDEO_AUC.get(dataset))])
+        notes.append(summary.measurement_note())
+    notes.append(_COMMON_NOTE)
+    if len(protocols) > 1:
+        notes.append("WARNING: the datasets were scored under different protocols (see above)")
+    return Table("Cross-dataset", ["dataset"] + METRIC_COLUMNS + ["paper video AUC", "SBI video AUC"], rows, notes)

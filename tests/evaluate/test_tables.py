@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mfrn.evaluate.protocol import ProtocolConfig
+from mfrn.evaluate.scores import FrameScoreWriter, ScoreWriter, VideoResult
+from mfrn.evaluate.tables import ALL, cross_dataset_table, cross_manipulation_table, evaluate_scores
+
+METHODS = ("Deepfakes", "Face2Face", "FaceSwap")
+
+
+def _write_ffpp(path, rng, frame_path=None):
+    """Reals around 0.3; Deepfakes perfectly separated, the others overlapping more and more."""
+    shift = {"Deepfakes": 0.6, "Face2Face": 0.2, "FaceSwap": 0.05}
+    truth: dict[str, list[tuple[int, float]]] = {m: [] for m in METHODS}
+    reals = []
+    frames = FrameScoreWriter(frame_path) if frame_path else None
+    with ScoreWriter(path, protocol=ProtocolConfig()) as writer:
+        for i in range(12):
+            score = 0.3 + 0.2 * rng.random()
+            reals.append(score)
+            writer.write(VideoResult(f"ffpp/youtube/c23/{i:03d}", "ffpp", "youtube", 0, score, 2, 2,
+                                     frame_scores=[score - 0.01, score + 0.01]))
+            if frames:
+                frames.write_video(f"ffpp/youtube/c23/{i:03d}", [0, 5], [score - 0.01, score + 0.01])
+        for method in METHODS:
+            for i in range(10):
+                score = 0.3 + shift[method] + 0.2 * rng.random()
+                truth[method].append(score)
+                # the same id under several methods: keys must stay distinct
+                writer.write(VideoResult(f"ffpp/{method}/c23/{i:03d}_{i + 1:03d}", "ffpp", method, 1, score, 2, 2,
+                                         frame_scores=[score, score]))
+                if frames:
+                    frames.write_video(f"ffpp/{method}/c23/{i:03d}_{i + 1:03d}", [0, 5], [score, score])
+        writer.write(VideoResult("ffpp/youtube/c23/900", "ffpp", "youtube", 0, 0.5, 2, 0, no_face=True,
+                                 frame_scores=[None, None]))
+        writer.write(VideoResult("ffpp/Deepfakes/c23/901_902", "ffpp", "Deepfakes", 1, float("nan"),
+                                 status="failed", reason="cannot decode"))
+    if frames:
+        frames.close()
+    reals.append(0.5)
+    return reals, truth
+
+
+def test_per_method_breakdown_pairs_each_method_with_reals_only(tmp_path, rng):
+    path = tmp_path / "ffpp.csv"
+    reals, truth = _write_ffpp(path, rng)
+    summary = evaluate_scores(path, bootstrap=50)
+    assert (summary.n_videos, summary.n_scored, summary.n_failed, summary.n_no_face) == (44, 43, 1, 1)
+    assert summary.failed_reasons == {"cannot decode": 1}
+    assert summary.protocol == ProtocolConfig().describe()
+    assert [m.method for m in summary.methods] == [ALL, *sorted(METHODS)]
+    for method in METHODS:
+        row = summary.method(method).video
+        assert (row.n_real, row.n_fake) == (13, 10)
+        expected = roc_auc_score([0] * 13 + [1] * 10, reals + truth[method])
+        assert row.auc == pytest.approx(expected)
+    assert summary.method("Deepfakes").video.auc == 1.0
+    overall = summary.overall.video
+    assert (overall.n_real, overall.n_fake) == (13, 30)
+    all_fakes = [s for m in METHODS for s in truth[m]]
+    assert overall.auc == pytest.approx(roc_auc_score([0] * 13 + [1] * 30, reals + all_fakes))
+    # frame level from the per-frame column: 2 frames per video, the no-face video has none
+    assert (summary.overall.frame.n_real, summary.overall.frame.n_fake) == (24, 60)
+
+
+def test_frame_file_is_used_when_given(tmp_path, rng):
+    reals, truth = _write_ffpp(tmp_path / "v.csv", rng, frame_path=tmp_path / "f.csv")
+    summary = evaluate_scores(tmp_path / "v.csv", tmp_path / "f.csv", bootstrap=0)
+    frame = summary.method("Face2Face").frame
+    assert (frame.n_real, frame.n_fake) == (24, 20)
+    assert 0.5 < frame.auc <= 1.0
+
+
+def test_cross_manipulation_table(tmp_path, rng):
+    _write_ffpp(tmp_path / "ffpp.csv", rng)
+    table = cross_manipulation_table(evaluate_scores(tmp_path / "ffpp.csv", bootstrap=20))
+    md = table.markdown
+    assert ProtocolConfig().describe() in md and "failed and excluded" in md and "1 without any face" in md
+    assert "1 x cannot decode" in md
+    rows = list(csv.DictReader(io.StringIO(table.csv)))
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {ALL, *METHODS}
+    assert by_method["Deepfakes"]["video AUC"] == "100.00"
+    assert by_method["Deepfakes"]["paper video AUC"] == "100.00"
+    assert by_method[ALL]["paper video AUC"] == "99.92"
+    assert by_method["Face2Face"]["paper video AUC"] == "n/a"
+    assert all(r["SBI video AUC"] == "n/a" for r in rows)
+    md_path, csv_path = table.save(tmp_path / "out" / "cross_manip")
+    assert md_path.read_text() == md and csv_path.read_text() == table.csv
+
+
+def test_cross_dataset_table_with_reference_numbers(tmp_path, rng):
+    summaries = {}
+    for name in ("celeb_df_v2", "dfdc", "mydata"):
+        path = tmp_path / f"{name}.csv"
+        with ScoreWriter(path, protocol=ProtocolConfig()) as writer:
+            for i in range(8):
+                label = i % 2
+                writer.write(VideoResult(f"{name}/x/raw/{i}", name, "x" if label else "real", label,
+                                         0.2 + 0.5 * label + 0.1 * rng.random(), 1, 1, frame_scores=[0.5]))
+        summaries[name] = evaluate_scores(path, bootstrap=0)
+    table = cross_dataset_table(summaries)
+    rows = {r["dataset"]: r for r in csv.DictReader(io.StringIO(table.csv))}
+    assert rows["celeb_df_v2"]["SBI video AUC"] == "93.18"
+    assert rows["dfdc"]["SBI video AUC"] == "72.42"
+    assert rows["mydata"]["SBI video AUC"] == "n/a" and rows["mydata"]["paper video AUC"] == "n/a"
+    assert rows["dfdc"]["video AUC"] == "100.00" and rows["dfdc"]["n_real"] == "4"
+    assert ProtocolConfig().describe() in table.markdown
+
+
+def test_mixed_file_needs_a_dataset(tmp_path):
+    path = tmp_path / "mixed.csv"
+    with ScoreWriter(path) as writer:
+        for i, dataset in enumerate(("a", "a", "b", "b")):
+            writer.write(VideoResult(f"{dataset}/{i}", dataset, "m", i % 2, 0.1 + 0.5 * (i % 2)))
+    with pytest.raises(ValueError, match="several datasets"):
+        evaluate_scores(path)
+    summary = evaluate_scores(path, dataset="b", bootstrap=0)
+    assert summary.n_scored == 2 and summary.protocol == "protocol: not recorded"
+    assert summary.overall.frame is None
+    with pytest.raises(ValueError, match="no rows for dataset"):
+        evaluate_scores(path, dataset="c")
+
+
+def test_single_class_dataset_is_reported_not_fatal(tmp_path):
+    path = tmp_path / "fakes.csv"
+    with ScoreWriter(path) as writer:
+        for i in range(3):
+            writer.write(VideoResult(f"d/m/{i}", "d", "m", 1, 0.7))
+    summary = evaluate_scores(path, bootstrap=10)
+    assert np.isnan(summary.overall.video.auc) and "one class" in summary.overall.video.reason
+    assert cross_dataset_table({"d": summary}).rows[0][4] == "n/a"
