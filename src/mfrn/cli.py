@@ -100,7 +100,180 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTRA_COMMANDS: list = []
+
+def _add_config_args(p) -> None:
+    p.add_argument("-c", "--config", type=Path, help="YAML config (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.epochs=5 (repeatable)")
+
+
+def _load_config(args):
+    from mfrn.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="training fakes: preview grids, reconstruction cache")
+    ssub = p.add_subparsers(dest="synth_command", required=True)
+    prev = ssub.add_parser("preview", help="PNG grids: real | SBI | RBI | reconstruction | region | boundary")
+    prev.add_argument("prepared", type=Path, help="folder written by `mfrn prepare`")
+    prev.add_argument("-o", "--out", type=Path, required=True)
+    prev.add_argument("-n", "--num", type=int, default=8, help="number of samples")
+    _add_config_args(prev)
+    prev.set_defaults(func=_run_synth_preview)
+    cache = ssub.add_parser("cache", help="precompute K noisy reconstructions per prepared face (RBI)")
+    cache.add_argument("prepared", type=Path)
+    cache.add_argument("-o", "--out", type=Path, help="cache folder (default <prepared>/rbi_cache)")
+    cache.add_argument("--batch-size", type=int, default=16)
+    _add_config_args(cache)
+    cache.set_defaults(func=_run_synth_cache)
+
+
+def _reconstructor(config, device=None):
+    from mfrn.synth.rbi import build_reconstructor_from_config
+
+    return build_reconstructor_from_config(config.rbi, device=device)
+
+
+def _run_synth_preview(args) -> int:
+    from mfrn.data.manifest import Manifest
+    from mfrn.synth.preview import write_previews
+    from mfrn.synth.sbi import SelfBlender
+
+    config = _load_config(args)
+    faces = Manifest(args.prepared).faces()
+    if not faces:
+        raise ValueError(f"{args.prepared}: no prepared faces")
+    step = max(1, len(faces) // args.num)
+    chosen = faces[::step][: args.num]
+    reconstructor = _reconstructor(config) if config.rbi.source != "off" else None
+    paths = write_previews(chosen, args.out, SelfBlender(config.sbi), reconstructor, config.rbi.noise)
+    print(f"wrote {len(paths)} preview grids to {args.out}")
+    return 0
+
+
+def _run_synth_cache(args) -> int:
+    from mfrn.data.manifest import Manifest
+    from mfrn.synth.rbi import build_cache
+
+    config = _load_config(args)
+    faces = Manifest(args.prepared).faces()
+    out = args.out or Path(config.rbi.cache_dir or args.prepared / "rbi_cache")
+    index = build_cache(faces, _reconstructor(config), out, config.rbi.variants_per_face, config.rbi.noise,
+                        batch_size=args.batch_size, seed=config.train.seed)
+    print(f"cache {out}: {len(index['entries'])} faces x {config.rbi.variants_per_face} reconstructions; "
+          f"{len(index['failures'])} failed")
+    return 0
+
+
+def _add_generator(sub) -> None:
+    p = sub.add_parser("generator", help="the built-in face generator used by RBI")
+    gsub = p.add_subparsers(dest="generator_command", required=True)
+    t = gsub.add_parser("train", help="train the built-in generator on prepared real faces (self-reconstruction)")
+    t.add_argument("prepared", type=Path)
+    t.add_argument("-o", "--out", type=Path, required=True, help="checkpoint file to write")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--device", default=None)
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="BuiltinGeneratorConfig field, e.g. crop_size=128")
+    t.set_defaults(func=_run_generator_train)
+
+
+def _run_generator_train(args) -> int:
+    from mfrn.config_schema import apply_overrides, from_dict
+    from mfrn.data.manifest import Manifest
+    from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig
+    from mfrn.synth.reconstructors.train_builtin import train_builtin_generator
+
+    cfg = from_dict(BuiltinGeneratorConfig, apply_overrides({}, args.overrides))
+    faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in Manifest(args.prepared).faces())]
+    if not faces:
+        raise ValueError(f"{args.prepared}: no prepared faces to train on")
+    report = train_builtin_generator(faces, cfg, args.out, steps=args.steps, device=args.device)
+    print(report.format() if hasattr(report, "format") else report)
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train MFRN or the SBI baseline (torchrun for several GPUs)")
+    _add_config_args(p)
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from a checkpoint (default: <out_dir>/last.pt)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from mfrn.train.loop import train
+
+    config = _load_config(args)
+    result = train(config, resume=args.resume, progress=not args.no_progress)
+    if result.best_checkpoint:
+        print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc:.4f})")
+    print(f"last checkpoint: {result.last_checkpoint} (step {result.global_step})")
+    return 0
+
+
+def _add_detect(sub) -> None:
+    p = sub.add_parser("detect", help="fake probability per face and per file for images, videos, folders")
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("-m", "--checkpoint", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for results.json, results.csv, overlays")
+    p.add_argument("--device", default=None)
+    p.add_argument("--frames", type=int, default=None, help="frames per video (default: the checkpoint's protocol)")
+    p.add_argument("--no-overlay", action="store_true")
+    p.set_defaults(func=_run_detect)
+
+
+def _run_detect(args) -> int:
+    from mfrn.detect import run_detect
+
+    summary = run_detect(args.inputs, args.checkpoint, args.out, device=args.device, n_frames=args.frames,
+                         overlays=not args.no_overlay)
+    print(summary)
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a benchmark with the video protocol")
+    p.add_argument("-m", "--checkpoint", type=Path, required=True)
+    p.add_argument("--dataset", required=True, action="append",
+                   help="reader name (ffpp, celebdf_v2, dfd, dfdc, dfdcp, ffiw, deeperforensics, folder); repeatable")
+    p.add_argument("--root", type=Path, required=True, action="append", help="dataset root (one per --dataset)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--device", default=None)
+    p.add_argument("--perturb", help="robustness family (jpeg, h264, blur, noise, downscale) swept over its levels")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="protocol override, e.g. eval.n_frames=32")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from mfrn.evaluate.runner import run_eval_command
+
+    return run_eval_command(args, _parse_options(args.reader_option))
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on real sample faces, on this CPU, with a report")
+    p.add_argument("-o", "--out", type=Path, default=Path("mfrn-demo"))
+    p.add_argument("--minutes", type=float, default=4.0, help="training budget of the tiny MFRN")
+    p.add_argument("--quick", action="store_true", help="a much shorter run (for tests)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from mfrn.demo import run_demo
+
+    return run_demo(args.out, minutes=args.minutes, quick=args.quick)
+
+
+_EXTRA_COMMANDS: list = [_add_synth, _add_generator, _add_train, _add_eval, _add_detect, _add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,7 +180,7 @@ class FacePreparer:
         )
 
     def __call__(self, item: WorkItem) -> MediaRecord:
-        from mfrn.data.frames import read_media_frames
+        from mfrn.data.frames import FrameSamplingConfig, read_media_frames
         from mfrn.data.media import MediaError
 
         record = MediaRecord(
@@ -189,7 +189,8 @@ class FacePreparer:
         )
         crop_dir = self.manifest.crop_dir(item.key)
         try:
-            info, frames = read_media_frames(Path(item.path), self.config.n_frames, max_pixels=self.config.max_pixels)
+            sampling = FrameSamplingConfig(n_frames=self.config.n_frames, max_image_pixels=self.config.max_pixels)
+            info, frames = read_media_frames(Path(item.path), self.config.n_frames, config=sampling)
             record.kind = "image" if getattr(info, "is_image", False) else "video"
             record.n_frames_total = int(getattr(info, "n_frames", 0) or 0)
             for frame in frames:

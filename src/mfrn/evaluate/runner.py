@@ -1,0 +1,166 @@
+"""``mfrn eval``: the video protocol over a dataset reader, streaming and resumable.
+
+Scores go to ``videos.csv`` / ``frames.csv`` row by row (flushed, fsync'ed) as they come, so memory
+stays flat however many videos there are, and a killed run resumes where it stopped. Under torchrun
+each rank takes every world_size-th video into its own part file; rank 0 merges them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mfrn.evaluate.protocol import aggregate_video
+from mfrn.evaluate.scores import FrameScoreWriter, ScoreWriter, VideoResult, iter_scores, read_frame_scores
+
+
+@dataclass
+class EvalRun:
+    dataset: str
+    video_csv: Path
+    frame_csv: Path
+    scored: int
+    skipped_done: int
+    failed: int
+
+
+def _rank_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def score_records(detector, records: Iterable, out_dir: Path, dataset: str, perturbation=None, level: int = 0,
+                  seed: int = 0, progress: bool = True) -> EvalRun:
+    """Score every video of ``records`` (``VideoRecord``s) into ``out_dir``; skips videos already scored."""
+    from tqdm import tqdm
+
+    from mfrn.data.frames import FrameSamplingConfig, read_media_frames
+    from mfrn.data.media import MediaError
+
+    rank, world = _rank_world()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    part = "" if world == 1 else f".rank{rank}"
+    video_csv, frame_csv = out_dir / f"videos{part}.csv", out_dir / f"frames{part}.csv"
+    protocol = detector.protocol
+    sampling = FrameSamplingConfig(n_frames=protocol.n_frames)
+    scored = skipped = failed = 0
+    with ScoreWriter(video_csv, protocol=protocol.describe()) as writer, FrameScoreWriter(frame_csv) as frame_writer:
+        done = writer.done_keys(include_failed=False)
+        bar = tqdm(desc=f"eval {dataset}", unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
+        for number, record in enumerate(records):
+            if number % world != rank:
+                continue
+            if record.key in done:
+                skipped += 1
+                continue
+            base = dict(key=record.key, dataset=dataset, method=record.method, label=int(record.label))
+            try:
+                _, frame_iter = read_media_frames(Path(record.path), protocol.n_frames, config=sampling)
+                frames = list(frame_iter)
+                if not frames:
+                    raise MediaError(record.path, "no frame could be decoded")
+                images = [f.image for f in frames]
+                if perturbation is not None and level > 0:
+                    images = perturbation.apply(images, level, seed=seed)
+                results = detector.score_frames(zip([f.index for f in frames], images), keep_maps=False)
+            except MediaError as error:
+                writer.write(VideoResult(**base, score=math.nan, status="failed", reason=error.reason))
+                failed += 1
+                bar.update(1)
+                continue
+            video = aggregate_video([[face.score for face in r.faces] for r in results], protocol)
+            writer.write(VideoResult(**base, score=float(video.score), n_frames=video.n_frames,
+                                     n_frames_with_face=video.n_frames_with_face, no_face=video.no_face,
+                                     frame_scores=video.frame_scores))
+            frame_writer.write_video(record.key, [r.index for r in results], [r.score for r in results])
+            scored += 1
+            bar.update(1)
+        bar.close()
+    if world > 1:
+        video_csv, frame_csv = _merge_parts(out_dir, world, protocol.describe())
+    return EvalRun(dataset, video_csv, frame_csv, scored, skipped, failed)
+
+
+def _merge_parts(out_dir: Path, world: int, protocol: str) -> tuple[Path, Path]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    video_csv, frame_csv = out_dir / "videos.csv", out_dir / "frames.csv"
+    if int(os.environ.get("RANK", 0)) == 0:
+        for target in (video_csv, frame_csv):
+            target.unlink(missing_ok=True)
+        with ScoreWriter(video_csv, protocol=protocol) as writer, FrameScoreWriter(frame_csv) as frame_writer:
+            for rank in range(world):
+                for result in iter_scores(out_dir / f"videos.rank{rank}.csv"):
+                    writer.write(result)
+                for key, frames in read_frame_scores(out_dir / f"frames.rank{rank}.csv").items():
+                    indices = sorted(frames)
+                    frame_writer.write_video(key, indices, [frames[i] for i in indices])
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    return video_csv, frame_csv
+
+
+def run_eval_command(args, reader_options: dict) -> int:
+    """The body of ``mfrn eval`` (see ``mfrn eval --help``)."""
+    from mfrn.config_schema import apply_overrides, from_dict, to_dict
+    from mfrn.data.readers import build_reader
+    from mfrn.evaluate.plots import plot_roc
+    from mfrn.evaluate.protocol import ProtocolConfig
+    from mfrn.evaluate.robustness import PERTURBATIONS, plot_auc_vs_level
+    from mfrn.evaluate.tables import canonical_dataset, cross_dataset_table, cross_manipulation_table, evaluate_scores
+    from mfrn.inference import Detector
+
+    if len(args.dataset) != len(args.root):
+        raise ValueError("give one --root per --dataset")
+    detector = Detector.from_checkpoint(args.checkpoint, device=args.device)
+    overrides = [o.split("eval.", 1)[1] if o.startswith("eval.") else o for o in args.overrides]
+    detector.protocol = from_dict(ProtocolConfig, apply_overrides(to_dict(detector.protocol), overrides))
+    print(detector.protocol.describe())
+    if args.perturb and args.perturb not in PERTURBATIONS:
+        raise ValueError(f"--perturb {args.perturb!r}: known families are {', '.join(sorted(PERTURBATIONS))}")
+    out = Path(args.out)
+    summaries = {}
+    for name, root in zip(args.dataset, args.root):
+        reader = build_reader(name, root, **reader_options)
+        levels = range(0, 6) if args.perturb else [0]
+        aucs = []
+        for level in levels:
+            sub = out / name if level == 0 else out / name / f"{args.perturb}_level{level}"
+            run = score_records(detector, reader.records(args.split), sub, name,
+                                PERTURBATIONS[args.perturb] if args.perturb else None, level,
+                                progress=not args.no_progress)
+            if int(os.environ.get("RANK", 0)) != 0:
+                continue
+            summary = evaluate_scores(run.video_csv, run.frame_csv, bootstrap=args.bootstrap, dataset=name,
+                                      protocol=detector.protocol.describe())
+            aucs.append(summary.overall.video.auc)
+            if level == 0:
+                summaries[name] = summary
+            print(f"{name}{'' if level == 0 else f' {args.perturb} level {level}'}: {run.scored} scored, "
+                  f"{run.skipped_done} already done, {run.failed} failed; video AUC {summary.overall.video.auc:.4f}")
+        for warning in getattr(reader, "warnings", []) or []:
+            print(f"note: {warning}")
+        for missing in getattr(reader, "missing", []) or []:
+            print(f"missing subset: {missing}")
+        if args.perturb and aucs:
+            plot = plot_auc_vs_level({args.perturb: aucs[1:]}, out / name / f"auc_vs_{args.perturb}.png",
+                                     clean_auc=aucs[0], title=f"{name}: video AUC vs {args.perturb} level")
+            print(f"robustness plot: {plot}")
+    if int(os.environ.get("RANK", 0)) != 0 or not summaries:
+        return 0
+    for name, summary in summaries.items():
+        if canonical_dataset(name) == "FF++":
+            table = cross_manipulation_table(summary)
+            table.save(out / "cross_manipulation")
+            print(table.markdown)
+    table = cross_dataset_table(summaries)
+    table.save(out / "cross_dataset")
+    print(table.markdown)
+    plot_roc(summaries if len(summaries) > 1 else next(iter(summaries.values())), out / "roc.png")
+    print(f"tables and ROC plot in {out}")
+    return 0
