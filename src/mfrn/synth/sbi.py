@@ -1,0 +1,244 @@
+"""Self-Blended Images (method.md section 2), and the blending step RBI shares with it.
+
+``SelfBlender(cfg)(image, landmarks, box, rng)`` turns one real face (a loose crop, its 81
+landmarks and its detector box, all in that crop's coordinates) into a real/fake pair with the
+fake's region and boundary maps, in SBI's order: flip, landmark crop, self-blend (steps 1..6),
+joint post-transforms (step 7), final crop with random margins, resize.
+
+Passing ``source=`` (an image of the same size and coordinates) blends that image into the real
+one instead of a copy of it: that is RBI (method.md section 3, step 4); all else is identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mfrn.faces.crop import CropConfig, CropWindow, final_crop_window, flip_box, hflip, landmark_crop_window
+from mfrn.faces.landmarks import N68, flip_landmarks
+from mfrn.synth.masks import (
+    MASK_TYPES,
+    MaskConfig,
+    SynthesisError,
+    boundary_map,
+    deform_mask,
+    hull_mask,
+    random_affine,
+    soft_mask,
+    validate_landmarks,
+)
+from mfrn.synth.transforms import (
+    JointPostTransform,
+    PostTransformConfig,
+    SourceTransform,
+    SourceTransformConfig,
+)
+
+
+@dataclass
+class SBIConfig:
+    """Every step and probability of SBI (defaults: method.md sections 1, 2, 4)."""
+
+    p_flip: float = 0.5
+    p_68_only: float = 0.25  # step 1
+    mask_types: tuple[str, ...] = MASK_TYPES  # step 2, drawn with mask_weights
+    mask_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    p_transform_source: float = 0.5  # step 3: else the target is transformed
+    source_transform_enabled: bool = True
+    blend_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # step 6, drawn uniformly
+    post_transform_enabled: bool = True  # step 7
+    source_transform: SourceTransformConfig = field(default_factory=SourceTransformConfig)
+    post_transform: PostTransformConfig = field(default_factory=PostTransformConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    crop: CropConfig = field(default_factory=CropConfig)  # landmark crop, final crop margins, size 380
+
+
+@dataclass
+class BlendResult:
+    """Steps 1..6 on a landmark crop, before the post-transforms and the final crop."""
+
+    fake: np.ndarray  # uint8 (H, W, 3)
+    target: np.ndarray  # uint8 (H, W, 3): T, the real image the fake was blended into
+    mask_tilde: np.ndarray  # float32 (H, W): M~ before the ratio
+    blend_ratio: float
+    mask_type: str
+    source_transformed: str  # "source" or "target"
+    used_68_only: bool
+
+    @property
+    def region_map(self) -> np.ndarray:
+        return (self.blend_ratio * self.mask_tilde).astype(np.float32)
+
+    @property
+    def boundary_map(self) -> np.ndarray:
+        return boundary_map(self.mask_tilde)
+
+
+@dataclass
+class SynthPair:
+    """A real face and the fake made from it, both through the same final crop window."""
+
+    real: np.ndarray  # uint8 (S, S, 3)
+    fake: np.ndarray  # uint8 (S, S, 3)
+    region_map: np.ndarray  # float32 (S, S): M = r * M~ of the fake
+    boundary_map: np.ndarray  # float32 (S, S): 4 M~ (1 - M~) of the fake
+    landmarks: np.ndarray  # (81, 2) float32 in the final crop
+    box: np.ndarray  # (4,) float32 detector box in the final crop
+    mask_type: str
+    blend_ratio: float
+    flipped: bool
+    source_transformed: str  # "source" or "target"
+    window: CropWindow  # final crop, in the (flipped, when ``flipped``) input image's coordinates
+    used_68_only: bool = False
+
+    def view(self, image: np.ndarray) -> np.ndarray:
+        """Another image in the input's coordinates (a reconstruction, say) through this pair's flip and crop."""
+        return self.window.image(hflip(image) if self.flipped else image)
+
+    def real_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The real image's region and boundary maps: all zeros."""
+        zeros = np.zeros_like(self.region_map)
+        return zeros, zeros.copy()
+
+
+def _check_image(image: np.ndarray, what: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise SynthesisError(f"{what} must be an RGB uint8 (H, W, 3) array, got {desc}")
+
+
+def _blend(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """fake = M * S + (1 - M) * T, computed only inside the bounding box of M > 0."""
+    fake = target.copy()
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if len(rows) == 0:
+        return fake
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    weight = region[box][:, :, None]
+    blended = weight * source[box].astype(np.float32) + (1.0 - weight) * target[box].astype(np.float32)
+    # interpretation: the blend is rounded to uint8 (SBI truncates); M = 0 then gives T exactly.
+    fake[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return fake
+
+
+class SelfBlender:
+    """SBI's sample generator; with ``source=`` it blends a reconstruction instead (RBI)."""
+
+    def __init__(self, cfg: SBIConfig | None = None) -> None:
+        self.cfg = cfg or SBIConfig()
+        weights = np.asarray(self.cfg.mask_weights, dtype=np.float64)
+        if len(weights) != len(self.cfg.mask_types) or weights.sum() <= 0 or (weights < 0).any():
+            raise ValueError(
+                f"mask_weights {tuple(self.cfg.mask_weights)} must be non-negative, not all zero, one per mask type "
+                f"{tuple(self.cfg.mask_types)}"
+            )
+        unknown = set(self.cfg.mask_types) - set(MASK_TYPES)
+        if unknown:
+            raise ValueError(f"unknown mask type(s) {sorted(unknown)}; known: {', '.join(MASK_TYPES)}")
+        if not self.cfg.blend_ratios:
+            raise ValueError("blend_ratios is empty")
+        self._mask_p = weights / weights.sum()
+        self.source_transform = SourceTransform(self.cfg.source_transform)
+        self.post_transform = JointPostTransform(self.cfg.post_transform)
+
+    def blend(
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+    ) -> BlendResult:
+        """Steps 1..6 on a landmark crop: mask, source transform, affine + elastic, blur, blend."""
+        cfg = self.cfg
+        pts = np.asarray(landmarks, dtype=np.float32)
+        used_68_only = bool(rng.random() < cfg.p_68_only) or len(pts) == N68  # step 1
+        if used_68_only:
+            pts = pts[:N68]
+        mask_type = str(cfg.mask_types[int(rng.choice(len(cfg.mask_types), p=self._mask_p))])  # step 2
+        mask = hull_mask(pts, image.shape, mask_type, cfg.mask.extended_lift)
+
+        src = image.copy() if source is None else source.copy()  # step 3
+        target = image
+        on_source = bool(rng.random() < cfg.p_transform_source)
+        if cfg.source_transform_enabled:
+            if on_source:
+                src = self.source_transform(src, rng)
+            else:
+                target = self.source_transform(target, rng)
+
+        src, mask = random_affine(src, mask, rng, cfg.mask)  # step 4
+        mask = deform_mask(mask, rng, cfg.mask)
+        mask_tilde = soft_mask(mask, rng, cfg.mask, out_shape=image.shape)  # step 5
+
+        ratio = float(cfg.blend_ratios[int(rng.integers(len(cfg.blend_ratios)))])  # step 6
+        fake = _blend(src, target, ratio * mask_tilde)
+        return BlendResult(
+            fake=fake,
+            target=np.ascontiguousarray(target),
+            mask_tilde=mask_tilde,
+            blend_ratio=ratio,
+            mask_type=mask_type,
+            source_transformed="source" if on_source else "target",
+            used_68_only=used_68_only,
+        )
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        box: np.ndarray,
+        rng: np.random.Generator,
+        source: np.ndarray | None = None,
+    ) -> SynthPair:
+        """One real/fake pair from a loose face crop, its landmarks and its detector box."""
+        cfg = self.cfg
+        _check_image(image, "image")
+        if source is not None:
+            _check_image(source, "source")
+            if source.shape != image.shape:
+                raise SynthesisError(f"source {source.shape} must have the image's shape {image.shape}")
+        pts = validate_landmarks(landmarks, image.shape, cfg.mask)
+        face_box = np.asarray(box, dtype=np.float32).reshape(4)
+        if not np.all(np.isfinite(face_box)) or face_box[2] <= face_box[0] or face_box[3] <= face_box[1]:
+            raise SynthesisError(f"invalid face box {face_box.tolist()}")
+
+        flipped = bool(rng.random() < cfg.p_flip)
+        width = image.shape[1]
+        if flipped:
+            pts, face_box = flip_landmarks(pts, width), flip_box(face_box, width)
+
+        crop1 = landmark_crop_window(image.shape, pts, cfg.crop)  # in the (flipped) image's coordinates
+        if flipped:  # flip only the landmark crop: the same pixels as cropping the flipped image, cheaper
+            mirrored = CropWindow(width - crop1.x1, crop1.y0, width - crop1.x0, crop1.y1)
+            image1 = hflip(mirrored.image(image))
+            source1 = hflip(mirrored.image(source)) if source is not None else None
+        else:
+            image1 = crop1.image(image)
+            source1 = crop1.image(source) if source is not None else None
+        pts1 = crop1.points(pts)
+        box1 = crop1.box(face_box)
+
+        blend = self.blend(image1, pts1, rng, source1)
+        fake, real = blend.fake, blend.target
+        if cfg.post_transform_enabled:
+            fake, real = self.post_transform(fake, real, rng)
+
+        try:
+            crop2 = final_crop_window(image1.shape, box1, cfg.crop, rng)
+        except ValueError as err:
+            raise SynthesisError(f"final crop failed: {err}") from err
+        return SynthPair(
+            real=crop2.image(real),
+            fake=crop2.image(fake),
+            region_map=crop2.image(blend.region_map),
+            boundary_map=crop2.image(blend.boundary_map),
+            landmarks=crop2.points(pts1),
+            box=crop2.box(box1),
+            mask_type=blend.mask_type,
+            blend_ratio=blend.blend_ratio,
+            flipped=flipped,
+            source_transformed=blend.source_transformed,
+            window=crop2.offset(crop1.x0, crop1.y0),
+            used_68_only=blend.used_68_only,
+        )
