@@ -1,0 +1,31 @@
+"""SBI's detector: the backbone classifier with a 2-way head (method.md §5, baseline)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mfrn.models.backbone import InputNormalizer, create_classifier, model_normalisation
+from mfrn.models.config import ModelConfig
+from mfrn.models.outputs import DetectorOutput
+
+
+class BaselineDetector(nn.Module):
+    """timm classifier (global pool + dropout + linear, 2 classes); maps are None.
+
+    # interpretation: the full timm model including its conv head, as SBI's EfficientNet-B4.
+    Input: float (B, 3, H, W) in [0, 1]; normalised inside with ``mean``/``std``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = create_classifier(cfg, num_classes=2)
+        self.mean, self.std = model_normalisation(self.net)
+        self.normalize = InputNormalizer(self.mean, self.std, cfg.normalize_input)
+
+    def project_constraints(self) -> None:
+        """Nothing is constrained here; present so the training loop treats every detector alike."""
+
+    def forward(self, images: torch.Tensor) -> DetectorOutput:
+        return DetectorOutput(logits=self.net(self.normalize(images)))
