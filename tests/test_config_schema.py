@@ -51,3 +51,14 @@ def test_overrides_parse_yaml_values():
 
 def test_merge_is_recursive():
     assert merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+
+
+def test_off_and_on_stay_strings_true_false_are_booleans():
+    @dataclass
+    class Switches:
+        source: str = "cache"
+        amp: str = "bf16"
+        flag: bool = False
+
+    cfg = from_dict(Switches, apply_overrides({}, ["source=off", "amp=on", "flag=true"]))
+    assert cfg.source == "off" and cfg.amp == "on" and cfg.flag is True

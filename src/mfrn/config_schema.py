@@ -17,6 +17,24 @@ import yaml
 T = TypeVar("T")
 
 
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false are booleans; ``off``, ``on``, ``yes``, ``no`` stay strings
+    (so ``rbi.source: off`` means the string "off", as a reader expects)."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)
+
+
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema; the message names the key."""
 
@@ -134,7 +152,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(f"override {dotted}: {key} is not a section")
             node = child
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[keys[-1]] = load_yaml(raw) if raw.strip() else ""
     return data
 
 

@@ -1,0 +1,176 @@
+"""The training ``Dataset``: each prepared real face and a fake made from it (SBI or RBI), in pairs.
+
+Every sample's randomness comes from ``numpy.random.default_rng((seed, epoch, index))``, so a run
+reproduces whatever the number of DataLoader workers, and a resumed run sees the same samples.
+Validation datasets fix the epoch, so their fakes are the same at every evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mfrn.data.manifest import FaceSample, Manifest
+from mfrn.synth.rbi import RBIConfig, ReconstructionCache, build_reconstructor_from_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    prepared: str = ""  # folder written by `mfrn prepare`
+    val_fraction: float = 0.2  # share of videos held out for validation when the manifest has no split
+    frames_per_video: int = 8  # training frames per real video (SBI uses 8 of the 32 extracted)
+    batch_size: int = 16  # real faces per batch; each comes with its fake, so 2x images per step
+    num_workers: int = 4
+    seed: int = 0
+
+
+def _hash_fraction(key: str) -> float:
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def _evenly(items: list, n: int) -> list:
+    if n <= 0 or len(items) <= n:
+        return items
+    picks = np.unique(np.round(np.linspace(0, len(items) - 1, n)).astype(int))
+    return [items[i] for i in picks]
+
+
+def split_faces(
+    manifest: Manifest, split: str, val_fraction: float = 0.2, frames_per_video: int = 0
+) -> list[FaceSample]:
+    """Real faces of one split ("train" or "val").
+
+    The manifest's own split is used where the dataset defines one; otherwise whole videos are
+    assigned by a hash of their key (``val_fraction`` of them to "val"), so frames of one video never
+    sit on both sides. Fake videos of a benchmark are never used (training fakes are synthetic).
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be train or val, got {split!r}")
+    by_video: dict[str, list[FaceSample]] = {}
+    for sample in manifest.faces():
+        record = sample.record
+        if record.label == 1:
+            continue
+        if record.split is not None:
+            side = record.split
+        else:
+            side = "val" if _hash_fraction(record.key) < val_fraction else "train"
+        if side == split:
+            by_video.setdefault(record.key, []).append(sample)
+    out: list[FaceSample] = []
+    for key in sorted(by_video):
+        samples = by_video[key]
+        if frames_per_video:
+            frames = sorted({s.frame.index for s in samples})
+            keep = set(_evenly(frames, frames_per_video))
+            samples = [s for s in samples if s.frame.index in keep]
+        out.extend(samples)
+    return out
+
+
+class PairDataset(Dataset):
+    """(real, fake) pairs with labels, region maps and boundary maps; see ``collate_pairs``."""
+
+    def __init__(
+        self,
+        faces: Sequence[FaceSample],
+        sbi_config,
+        rbi_config: RBIConfig | None = None,
+        seed: int = 0,
+        fixed_epoch: int | None = None,
+        cache: ReconstructionCache | None = None,
+        reconstructor=None,
+    ) -> None:
+        from mfrn.synth.sbi import SelfBlender
+
+        if not faces:
+            raise ValueError("no faces to train on: is the prepared folder empty, or every face filtered out?")
+        self.faces = list(faces)
+        self.blender = SelfBlender(sbi_config)
+        self.rbi = rbi_config or RBIConfig(probability=0.0, source="off")
+        self.seed = int(seed)
+        self.fixed_epoch = fixed_epoch
+        self.epoch = 0 if fixed_epoch is None else fixed_epoch
+        self.cache = cache
+        self.reconstructor = reconstructor
+        self.stats: Counter = Counter()
+        if self.rbi.probability > 0 and self.rbi.source == "cache" and self.cache is None:
+            raise ValueError("rbi.source is 'cache' but no reconstruction cache was given (run `mfrn synth cache`)")
+
+    @classmethod
+    def from_config(cls, faces, sbi_config, rbi_config: RBIConfig, prepared: Path, seed: int = 0,
+                    fixed_epoch: int | None = None, device: str | None = None) -> "PairDataset":
+        cache = reconstructor = None
+        if rbi_config.probability > 0 and rbi_config.source == "cache":
+            cache = ReconstructionCache(Path(rbi_config.cache_dir) if rbi_config.cache_dir else Path(prepared) / "rbi_cache")
+        elif rbi_config.probability > 0 and rbi_config.source == "on_the_fly":
+            reconstructor = build_reconstructor_from_config(rbi_config, device=device or "cpu")
+        return cls(faces, sbi_config, rbi_config, seed, fixed_epoch, cache, reconstructor)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.fixed_epoch is None:
+            self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def _rbi_source(self, sample: FaceSample, image: np.ndarray, keypoints: np.ndarray, rng) -> np.ndarray | None:
+        if self.rbi.source == "off" or self.rbi.probability <= 0 or rng.random() >= self.rbi.probability:
+            return None
+        if self.cache is not None:
+            source = self.cache.sample(sample.face.crop_path, rng)
+            if source is None:
+                self.stats["rbi_missing_in_cache"] += 1
+                log.warning("no cached reconstruction for %s: this sample is an SBI", sample.face.crop_path)
+            elif source.shape != image.shape:
+                raise ValueError(f"{sample.face.crop_path}: cached reconstruction has shape {source.shape}, crop {image.shape}")
+            return source
+        if self.reconstructor is not None:
+            from mfrn.synth.reconstructors.base import ReconstructionError
+
+            try:
+                return self.reconstructor.reconstruct_batch([image], [keypoints], self.rbi.noise, rng)[0].image
+            except ReconstructionError as error:
+                self.stats["rbi_failed"] += 1
+                log.warning("reconstruction failed for %s (%s): this sample is an SBI", sample.key, error.reason)
+        return None
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.faces[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image, box, keypoints, landmarks = sample.load()
+        source = self._rbi_source(sample, image, keypoints, rng)
+        try:
+            pair = self.blender(image, landmarks, box, rng, source=source)
+        except Exception as error:
+            raise RuntimeError(f"{sample.root / sample.face.crop_path} ({sample.key}): {error}") from error
+        kind = "rbi" if source is not None else "sbi"
+        self.stats[kind] += 1
+        images = np.stack([pair.real, pair.fake]).astype(np.float32) / 255.0
+        zeros = np.zeros_like(pair.region_map, dtype=np.float32)
+        return {
+            "image": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+            "label": torch.tensor([0, 1], dtype=torch.long),
+            "region_map": torch.from_numpy(np.stack([zeros, pair.region_map.astype(np.float32)])),
+            "boundary_map": torch.from_numpy(np.stack([zeros, pair.boundary_map.astype(np.float32)])),
+            "kind": kind,
+            "key": sample.key,
+        }
+
+
+def collate_pairs(batch: list[dict]) -> dict:
+    """Stack pairs into one batch: reals and fakes side by side (2 x batch size images)."""
+    out = {name: torch.cat([item[name] for item in batch]) for name in ("image", "label", "region_map", "boundary_map")}
+    out["kind"] = [item["kind"] for item in batch]
+    out["key"] = [item["key"] for item in batch]
+    return out

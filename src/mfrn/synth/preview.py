@@ -1,0 +1,57 @@
+"""``mfrn synth preview``: one PNG grid per sample so a person can see what the model learns from:
+
+    real | SBI fake | RBI fake | reconstruction | region map | boundary map
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mfrn.io_utils import atomic_write_image
+
+COLUMNS = ("real", "SBI", "RBI", "reconstruction", "region map (RBI)", "boundary map (RBI)")
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    out = tile.copy()
+    cv2.rectangle(out, (0, 0), (out.shape[1], 22), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _map_tile(values: np.ndarray) -> np.ndarray:
+    gray = np.clip(values * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def preview_grid(sample, blender, reconstructor=None, noise=None, seed: int = 0, tile: int = 256) -> np.ndarray:
+    """The six-column grid of one ``FaceSample`` (RBI columns are grey when no generator is given)."""
+    image, box, keypoints, landmarks = sample.load()
+    sbi = blender(image, landmarks, box, np.random.default_rng((seed, 0)))
+    tiles = [sbi.real, sbi.fake]
+    if reconstructor is not None:
+        recon = reconstructor.reconstruct_batch([image], [keypoints], noise, np.random.default_rng((seed, 1)))[0]
+        rbi = blender(image, landmarks, box, np.random.default_rng((seed, 0)), source=recon.image)
+        # the reconstruction, seen through the same final crop as the pair
+        recon_view = blender(recon.image, landmarks, box, np.random.default_rng((seed, 0))).real
+        tiles += [rbi.fake, recon_view, _map_tile(rbi.region_map), _map_tile(rbi.boundary_map)]
+    else:
+        grey = np.full_like(sbi.real, 96)
+        tiles += [grey, grey, _map_tile(sbi.region_map), _map_tile(sbi.boundary_map)]
+    labelled = [_label(cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA), name) for t, name in zip(tiles, COLUMNS)]
+    return np.hstack(labelled)
+
+
+def write_previews(samples: Sequence, out_dir: Path, blender, reconstructor=None, noise=None, seed: int = 0) -> list[Path]:
+    out_dir = Path(out_dir)
+    paths = []
+    for number, sample in enumerate(samples):
+        grid = preview_grid(sample, blender, reconstructor, noise, seed=seed + number)
+        path = out_dir / f"preview_{number:03d}.png"
+        atomic_write_image(path, grid)
+        paths.append(path)
+    return paths

@@ -1,0 +1,38 @@
+"""Training settings (method.md section 6: SAM over SGD, lr 1e-3, constant then linear decay)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    optimizer: str = "sgd"  # "sgd" | "adam" | "adamw"
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    sam: bool = True
+    sam_rho: float = 0.05
+    sam_adaptive: bool = False
+    schedule: str = "sbi"  # "sbi" (constant for 75 %, then linear to 0) | "cosine" | "constant"
+    warmup_steps: int = 0
+    amp: str = "off"  # "off" | "bf16" | "fp16"
+    channels_last: bool = False
+    grad_clip: float = 0.0  # 0 = off
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    seed: int = 0
+    out_dir: str = "runs/mfrn"
+    save_every_steps: int = 0  # also save last.pt every N steps (0 = at epoch ends only)
+    val_every_epochs: int = 1
+    log_every_steps: int = 10
+    max_steps: int = 0  # stop after this many steps in total (0 = run all epochs)
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"train.optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise ValueError(f"train.amp must be off, bf16 or fp16, got {self.amp!r}")
+        if self.epochs < 1:
+            raise ValueError("train.epochs must be >= 1")

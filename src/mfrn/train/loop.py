@@ -1,0 +1,348 @@
+"""`mfrn train`: SAM + AMP + DDP training with full, bit-for-bit resume.
+
+Follows torchvision's reference script: distributed set-up from torchrun's environment, checkpoints
+written by rank 0 only, a scheduler stepped once per optimizer step, validation on the training
+dataset's own val split (real val faces and their synthetic fakes), never on a test set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from mfrn.config import Config, config_to_dict
+from mfrn.data.manifest import Manifest
+from mfrn.synth.dataset import PairDataset, collate_pairs, split_faces
+from mfrn.train.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from mfrn.train.distributed import DistInfo, barrier, cleanup, init_distributed, resolve_device
+
+log = logging.getLogger(__name__)
+
+SELECTION_RULE = "best.pt = the epoch with the highest AUC on the training data's val split (real val faces + their synthetic fakes); ties keep the earlier epoch"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    global_step: int
+    epochs_done: int
+    best_val_auc: float | None
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    weights_digest: str = ""  # SHA-256 of this rank's final weights (DDP ranks must agree)
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler whose first epoch after a resume skips the batches already trained on."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.skip = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
+def preprocessing_of(config: Config, model: torch.nn.Module, prepared: Path | None) -> dict:
+    """What inference must reproduce: crop, size, value range, face pipeline."""
+    info = {
+        "input_size": config.sbi.crop.size,
+        "input_range": [0.0, 1.0],
+        "normalization": "inside the model (backbone mean/std)" if config.model.normalize_input else "none",
+        "test_crop": "detector box with margins w/8, h/8 per side (SBI's test crop), bilinear resize",
+        "channels": "RGB",
+    }
+    if prepared is not None and (prepared / "prepare.json").is_file():
+        import json
+
+        info["prepare"] = json.loads((prepared / "prepare.json").read_text(encoding="utf-8")).get("config", {})
+    return info
+
+
+def _build_optimizer(config: Config, params):
+    from mfrn.train.sam import SAM
+
+    t = config.train
+    if t.optimizer == "sgd":
+        base, kwargs = torch.optim.SGD, {"lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay}
+    elif t.optimizer == "adam":
+        base, kwargs = torch.optim.Adam, {"lr": t.lr, "weight_decay": t.weight_decay}
+    else:
+        base, kwargs = torch.optim.AdamW, {"lr": t.lr, "weight_decay": t.weight_decay}
+    optimizer = base(params, **kwargs)
+    if t.sam:
+        return SAM(optimizer, rho=t.sam_rho, adaptive=t.sam_adaptive)
+    return optimizer
+
+
+def _autocast(config: Config, device: torch.device):
+    if config.train.amp == "off":
+        return nullcontext()
+    dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+@torch.no_grad()
+def validate(model, loader, criterion, device, config: Config) -> dict:
+    """AUC and loss on the val pairs (deterministic fakes)."""
+    from sklearn.metrics import roc_auc_score
+
+    from mfrn.models.outputs import fake_probability
+
+    model.eval()
+    scores, labels, losses = [], [], []
+    for batch in loader:
+        images = batch["image"].to(device)
+        if config.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(config, device):
+            output = model(images)
+            loss = criterion(output, batch["label"].to(device), batch["region_map"].to(device), batch["boundary_map"].to(device))
+        losses.append(float(loss.total))
+        scores.append(fake_probability(output).float().cpu().numpy())
+        labels.append(batch["label"].numpy())
+    model.train()
+    scores_all, labels_all = np.concatenate(scores), np.concatenate(labels)
+    auc = float(roc_auc_score(labels_all, scores_all)) if len(np.unique(labels_all)) == 2 else float("nan")
+    return {"val_auc": auc, "val_loss": float(np.mean(losses)), "val_images": int(len(labels_all))}
+
+
+def train(config: Config, resume: Path | str | None = None, progress: bool = True) -> TrainResult:
+    """Train ``config``; ``resume`` is a checkpoint path, or "auto" for ``<out_dir>/last.pt`` if it exists."""
+    from tqdm import tqdm
+
+    from mfrn.models import build_model
+    from mfrn.train.losses import DetectionLoss
+    from mfrn.train.schedules import build_scheduler
+
+    dist_info: DistInfo = init_distributed(None if config.train.device == "auto" else config.train.device)
+    device = resolve_device(config.train.device, dist_info)
+    out_dir = Path(config.train.out_dir)
+    if resume == "auto":
+        resume = out_dir / "last.pt" if (out_dir / "last.pt").is_file() else None
+    torch.manual_seed(config.train.seed)  # the same initial weights on every rank
+    np.random.seed(config.train.seed)
+
+    prepared = Path(config.data.prepared)
+    if not config.data.prepared:
+        raise ValueError("data.prepared is empty: give the folder written by `mfrn prepare`")
+    manifest = Manifest(prepared)
+    train_faces = split_faces(manifest, "train", config.data.val_fraction, config.data.frames_per_video)
+    val_faces = split_faces(manifest, "val", config.data.val_fraction, config.data.frames_per_video)
+    if not val_faces:
+        raise ValueError(f"{prepared}: no validation faces (val split empty); raise data.val_fraction or add videos")
+    device_name = device.type
+    train_set = PairDataset.from_config(train_faces, config.sbi, config.rbi, prepared, config.train.seed, device=device_name)
+    val_set = PairDataset.from_config(val_faces, config.sbi, config.rbi, prepared, config.train.seed + 1_000_003,
+                                      fixed_epoch=0, device=device_name)
+
+    sampler = ResumableSampler(train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
+                               seed=config.train.seed, drop_last=True)
+    loader_kwargs = dict(num_workers=config.data.num_workers, collate_fn=collate_pairs,
+                         pin_memory=device.type == "cuda", persistent_workers=False)
+    if config.data.num_workers > 0 and config.rbi.source == "on_the_fly" and config.rbi.probability > 0:
+        loader_kwargs["multiprocessing_context"] = "spawn"  # the generator's torch state must not be forked
+    steps_per_epoch = len(sampler) // config.data.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{len(train_set)} training faces on {dist_info.world_size} process(es) make no full batch of "
+            f"{config.data.batch_size}: lower data.batch_size or prepare more faces"
+        )
+    val_loader = DataLoader(val_set, batch_size=config.data.batch_size, shuffle=False, drop_last=False, **loader_kwargs)
+    total_steps = steps_per_epoch * config.train.epochs
+
+    model = build_model(config.model).to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    core = model
+    if dist_info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    criterion = DetectionLoss(config.loss)
+    optimizer = _build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(optimizer, config.train.schedule, total_steps=total_steps,
+                                warmup_steps=config.train.warmup_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp == "fp16")
+
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    best_auc: float | None = None
+    history: list[dict] = []
+    if resume:
+        state = load_checkpoint(Path(resume), map_location=device)
+        load_model_state(core, state["model"], resume)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        best_auc, history = state.get("best_val_auc"), list(state.get("history", []))
+        set_rng_state(state["rng"])
+        if dist_info.is_main:
+            print(f"resumed from {resume}: epoch {epoch}, step {global_step}")
+
+    writer = None
+    if dist_info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        print(f"train: {len(train_set)} faces ({len(train_faces)} train / {len(val_faces)} val), "
+              f"{steps_per_epoch} steps/epoch x {config.train.epochs} epochs, batch {config.data.batch_size}+"
+              f"{config.data.batch_size} x {dist_info.world_size} process(es), device {device}, amp {config.train.amp}")
+        print(f"checkpoint rule: {SELECTION_RULE}")
+        if config.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(out_dir / "tensorboard"))
+            except ImportError:
+                print("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+
+    def payload() -> dict:
+        return {
+            "model": core.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": global_step,
+            "rng": rng_state(),
+            "config": config_to_dict(config),
+            "preprocessing": preprocessing_of(config, core, prepared),
+            "best_val_auc": best_auc,
+            "history": history,
+            "selection_rule": SELECTION_RULE,
+        }
+
+    def save_last() -> None:
+        if dist_info.is_main:
+            save_checkpoint(out_dir / "last.pt", payload())
+
+    stopped = False
+    model.train()
+    try:
+        while epoch < config.train.epochs and not stopped:
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            sampler.skip = step_in_epoch * config.data.batch_size
+            generator = torch.Generator().manual_seed(config.train.seed * 1000 + epoch)
+            loader = DataLoader(train_set, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
+                                generator=generator, **loader_kwargs)
+            bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{config.train.epochs}",
+                       disable=not (progress and dist_info.is_main), dynamic_ncols=True)
+            running, seen, t0 = 0.0, 0, time.perf_counter()
+            for batch in loader:
+                images = batch["image"].to(device, non_blocking=True)
+                if config.train.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                targets = (batch["label"].to(device), batch["region_map"].to(device), batch["boundary_map"].to(device))
+                loss = _train_step(model, core, criterion, optimizer, scaler, images, targets, config, device)
+                scheduler.step()
+                step_in_epoch += 1
+                global_step += 1
+                running += loss
+                seen += images.shape[0]
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate * dist_info.world_size:.1f}",
+                                lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if writer is not None and global_step % max(config.train.log_every_steps, 1) == 0:
+                    writer.add_scalar("train/loss", loss, global_step)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], global_step)
+                    writer.add_scalar("train/images_per_s", rate * dist_info.world_size, global_step)
+                if config.train.save_every_steps and global_step % config.train.save_every_steps == 0:
+                    save_last()
+                if config.train.max_steps and global_step >= config.train.max_steps:
+                    stopped = True
+                    break
+            bar.close()
+            if stopped and step_in_epoch < steps_per_epoch:
+                save_last()
+                break
+            entry = {"epoch": epoch + 1, "train_loss": running / max(step_in_epoch, 1),
+                     "lr": optimizer.param_groups[0]["lr"], "global_step": global_step}
+            epoch += 1
+            step_in_epoch = 0
+            if dist_info.is_main and (epoch % config.train.val_every_epochs == 0 or epoch == config.train.epochs):
+                entry.update(validate(core, val_loader, criterion, device, config))
+                improved = not math.isnan(entry["val_auc"]) and (best_auc is None or entry["val_auc"] > best_auc)
+                if improved:
+                    best_auc = entry["val_auc"]
+                entry["best"] = improved
+                history.append(entry)
+                print(f"epoch {epoch}: train loss {entry['train_loss']:.4f}, val AUC {entry['val_auc']:.4f}, "
+                      f"val loss {entry['val_loss']:.4f}" + (" (best so far: saved best.pt)" if improved else ""))
+                if writer is not None:
+                    writer.add_scalar("val/auc", entry["val_auc"], global_step)
+                    writer.add_scalar("val/loss", entry["val_loss"], global_step)
+                if improved:
+                    save_checkpoint(out_dir / "best.pt", payload())
+            elif dist_info.is_main:
+                history.append(entry)
+            save_last()
+            barrier(dist_info)
+        digest = weights_digest(core)
+    finally:
+        if writer is not None:
+            writer.close()
+        cleanup(dist_info)
+    best_path = out_dir / "best.pt"
+    return TrainResult(out_dir=out_dir, last_checkpoint=out_dir / "last.pt",
+                       best_checkpoint=best_path if best_path.is_file() else None, global_step=global_step,
+                       epochs_done=epoch, best_val_auc=best_auc, history=history, stopped_early=stopped,
+                       weights_digest=digest)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer, in state-dict order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _train_step(model, core, criterion, optimizer, scaler, images, targets, config: Config, device) -> float:
+    """One optimizer step: SAM's two passes (or one plain pass), AMP-aware; returns the first loss."""
+    labels, region_maps, boundary_maps = targets
+
+    def closure_loss():
+        with _autocast(config, device):
+            output = model(images)
+            return criterion(output, labels, region_maps, boundary_maps).total
+
+    if config.train.sam:
+        from mfrn.train.sam import sam_step
+
+        # interpretation: train.grad_clip applies to plain optimisers only; SAM's ascent is already normalised
+        loss = sam_step(optimizer, closure_loss, scaler=scaler, model=core).loss
+    else:
+        optimizer.zero_grad(set_to_none=True)
+        loss = closure_loss()
+        scaler.scale(loss).backward()
+        if config.train.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+    core.project_constraints()  # Bayar constraint of the noise stream, after every step
+    return float(loss.detach())
