@@ -61,18 +61,35 @@ class DlibHogDetector(FaceDetector):
 
     name = "dlib"
 
-    def __init__(self, max_side: int = 640, upsample: int = 1, threshold: float = 0.3) -> None:
+    # dlib's HOG window is 80 x 80 px: at upsample 0 it finds faces of about that width and larger
+    WINDOW = 80
+
+    def __init__(self, max_side: int = 640, upsample: int | str = "auto", threshold: float = 0.3) -> None:
         self._detector = _dlib().get_frontal_face_detector()
         self.max_side = int(max_side)
-        self.upsample = int(upsample)
+        if upsample != "auto" and not (isinstance(upsample, int) and upsample >= 0):
+            raise ValueError(f"dlib detector: upsample must be 'auto' or an integer >= 0, got {upsample!r}")
+        self.upsample = upsample
         self.threshold = float(threshold)
         self._keypoint_predictor = None
+
+    def _run(self, small: np.ndarray):
+        if self.upsample != "auto":
+            return self._detector.run(small, self.upsample, self.threshold)
+        # interpretation: "auto" scans at upsample 0 (4x faster) and again at upsample 1 only when the
+        # largest face found is narrower than sqrt(2) windows: then a face with half its area (SBI's
+        # keep rule) could be below the window and missed; otherwise nothing kept is lost
+        rects, scores, kinds = self._detector.run(small, 0, self.threshold)
+        widest = max((r.width() for r in rects), default=0)
+        if widest < self.WINDOW * np.sqrt(2.0):
+            rects, scores, kinds = self._detector.run(small, 1, self.threshold)
+        return rects, scores, kinds
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width)) if self.max_side > 0 else 1.0
         small = image if scale == 1.0 else cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self.upsample, self.threshold)
+        rects, scores, _ = self._run(np.ascontiguousarray(small))
         detections = []
         for rect, score in zip(rects, scores):
             box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale

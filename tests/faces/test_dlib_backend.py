@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from mfrn.faces.backends.dlib_backend import DlibHogDetector, find_model_file
+from mfrn.faces.base import FaceAnalyzer, build_detector, keep_large_faces
+from mfrn.faces.types import FaceDetection
+
+
+def test_model_file_is_found_without_importing_the_package():
+    path = find_model_file("shape_predictor_68_face_landmarks.dat")
+    assert path.is_file() and path.stat().st_size > 1_000_000
+    with pytest.raises(FileNotFoundError, match="nope.dat"):
+        find_model_file("nope.dat")
+
+
+def test_auto_upsample_finds_small_faces_and_scans_large_ones_once(astronaut):
+    """The astronaut's face (~90 px) is below dlib's 80 px window x sqrt(2): auto re-scans at upsample 1."""
+    auto = DlibHogDetector(upsample="auto")
+    coarse = DlibHogDetector(upsample=0)
+    fine = DlibHogDetector(upsample=1)
+    found = auto.detect(astronaut)
+    assert found and np.allclose(found[0].box, fine.detect(astronaut)[0].box)
+    big = np.ascontiguousarray(np.kron(astronaut[:300, 80:380], np.ones((2, 2, 1), np.uint8)))  # face ~180 px
+    assert coarse.detect(big), "a 180 px face is found at upsample 0"
+    assert np.allclose(auto.detect(big)[0].box, coarse.detect(big)[0].box)
+    with pytest.raises(ValueError, match="upsample"):
+        DlibHogDetector(upsample=-1)
+
+
+def test_keypoints_and_boxes_are_typed(astronaut):
+    detections = build_detector("dlib").detect(astronaut)
+    assert all(isinstance(d, FaceDetection) for d in detections)
+    d = detections[0]
+    assert d.keypoints.shape == (5, 2) and d.width > 0 and d.area == pytest.approx(d.width * d.height)
+    assert d.keypoint("left_eye")[0] < d.keypoint("right_eye")[0]
+
+
+def test_keep_rule_keeps_faces_of_at_least_half_the_largest_area():
+    dets = [FaceDetection([0, 0, 100, 100], 1.0), FaceDetection([0, 0, 71, 71], 0.9), FaceDetection([0, 0, 70, 70], 0.9)]
+    kept = keep_large_faces(dets, 0.5)
+    assert [d.width for d in kept] == [100, 71]
+    assert keep_large_faces([], 0.5) == []
+
+
+def test_analyzer_on_a_face_api_group_photo(sample_media, face_analyzer):
+    from mfrn.data.media import load_image
+
+    image = load_image(sample_media.multi_face_images[1])
+    faces = face_analyzer(image)
+    assert len(faces) >= 2
+    for face in faces:
+        x1, y1, x2, y2 = face.box
+        centre = face.landmarks[:68].mean(axis=0)
+        assert x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2
