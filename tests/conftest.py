@@ -68,3 +68,28 @@ def prepared_faces(sample_media, tmp_path_factory):
     summary = run_prepare(items, out, PrepareConfig(n_frames=8), workers=2, progress=False)
     assert summary.failed == 0, summary.format()
     return out
+
+
+TINY_MODEL = [
+    "sbi.crop.size=64", "model.input_size=64", "model.backbone=test_efficientnet", "model.pretrained=false",
+    "model.noise_channels=[4, 8, 8, 16]", "model.fused_channels=[8, 8, 16, 16]", "model.edge_channels=4",
+    "model.decoder_channels=8", "model.attention_heads=2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """An (untrained) tiny MFRN saved as an mfrn checkpoint, for inference/eval plumbing tests."""
+    import torch
+
+    from mfrn.config import config_to_dict, load_config
+    from mfrn.models import build_model
+    from mfrn.train.checkpoint import save_checkpoint
+
+    config = load_config(None, TINY_MODEL + ["eval.n_frames=2", "eval.batch_size=4"])
+    torch.manual_seed(0)
+    model = build_model(config.model)
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(config),
+                           "preprocessing": {"input_size": 64, "prepare": {"detector": "dlib", "landmarker": "dlib"}}})
+    return path

@@ -284,7 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as exc:
+    except Exception as exc:  # a clear one-line message; MFRN_DEBUG=1 shows the traceback
+        import os
+
+        from mfrn.data.media import MediaError
+
+        if os.environ.get("MFRN_DEBUG") or not isinstance(exc, (FileNotFoundError, ValueError, MediaError)):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

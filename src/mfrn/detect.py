@@ -104,7 +104,12 @@ def run_detect(inputs: Sequence[Path], checkpoint: Path, out_dir: Path, device: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = DetectSummary(out_dir)
-    paths = list(iter_media(list(inputs)))
+    paths = []
+    for given in inputs:  # a missing input is recorded, the others are still examined
+        try:
+            paths.extend(iter_media([given]))
+        except MediaError as error:
+            summary.failures.append((str(given), error.reason))
     for path in tqdm(paths, desc="detect", unit="file", dynamic_ncols=True):
         try:
             info, frame_iter = read_media_frames(path, detector.protocol.n_frames,

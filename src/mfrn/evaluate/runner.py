@@ -48,7 +48,7 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
     sampling = FrameSamplingConfig(n_frames=protocol.n_frames)
     scored = skipped = failed = 0
     with ScoreWriter(video_csv, protocol=protocol.describe()) as writer, FrameScoreWriter(frame_csv) as frame_writer:
-        done = writer.done_keys(include_failed=False)
+        done = writer.done_keys()  # failed videos are recorded with their reason, not retried
         bar = tqdm(desc=f"eval {dataset}", unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
         for number, record in enumerate(records):
             if number % world != rank:
