@@ -1,0 +1,106 @@
+"""The training Dataset over prepared real faces: pairs, reproducibility, the RBI cache, previews."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mfrn.data.manifest import Manifest
+from mfrn.synth.dataset import PairDataset, collate_pairs, split_faces
+from mfrn.synth.rbi import RBIConfig, ReconstructionCache, build_cache
+from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig, BuiltinReconstructor
+from mfrn.synth.sbi import SBIConfig
+
+pytestmark = pytest.mark.slow
+
+
+def small_sbi() -> SBIConfig:
+    cfg = SBIConfig()
+    cfg.crop.size = 64
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    return BuiltinReconstructor(BuiltinGeneratorConfig(crop_size=32, base_channels=8, max_channels=16, n_downsample=2,
+                                                       n_blocks=1, identity_dim=32, identity_channels=4,
+                                                       identity_input_size=32))
+
+
+@pytest.fixture(scope="module")
+def cache(prepared_faces, generator, tmp_path_factory):
+    faces = Manifest(prepared_faces).faces()[:6]
+    folder = tmp_path_factory.mktemp("rbi_cache")
+    build_cache(faces, generator, folder, variants=2, batch_size=4, progress=False)
+    return folder, faces
+
+
+def test_split_keeps_videos_whole_and_subsamples_frames(prepared_faces):
+    manifest = Manifest(prepared_faces)
+    train, val = split_faces(manifest, "train"), split_faces(manifest, "val")
+    assert train and val
+    assert not {s.record.key for s in train} & {s.record.key for s in val}
+    few = split_faces(manifest, "train", frames_per_video=2)
+    per_video = {}
+    for sample in few:
+        per_video.setdefault(sample.record.key, set()).add(sample.frame.index)
+    assert max(len(v) for v in per_video.values()) <= 2
+    with pytest.raises(ValueError):
+        split_faces(manifest, "test")
+
+
+def test_pairs_are_reproducible_and_annotated(prepared_faces):
+    faces = split_faces(Manifest(prepared_faces), "train")[:4]
+    dataset = PairDataset(faces, small_sbi(), seed=3)
+    item = dataset[1]
+    assert item["image"].shape == (2, 3, 64, 64) and item["image"].dtype == torch.float32
+    assert item["label"].tolist() == [0, 1] and item["kind"] == "sbi"
+    assert float(item["region_map"][0].abs().sum()) == 0.0 and float(item["boundary_map"][0].abs().sum()) == 0.0
+    assert float(item["region_map"][1].max()) > 0.2 and 0.0 <= float(item["boundary_map"][1].min())
+    again = PairDataset(faces, small_sbi(), seed=3)[1]
+    assert torch.equal(again["image"], item["image"]) and torch.equal(again["region_map"], item["region_map"])
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[1]["image"], item["image"])  # a new epoch draws new fakes
+    batch = collate_pairs([dataset[0], dataset[1]])
+    assert batch["image"].shape == (4, 3, 64, 64) and batch["label"].tolist() == [0, 1, 0, 1]
+
+
+def test_cache_is_complete_and_resumable(cache, generator):
+    folder, faces = cache
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    assert len(index["entries"]) == len(faces) and all(len(v) == 2 for v in index["entries"].values())
+    image, *_ = faces[0].load()
+    variant = ReconstructionCache(folder).sample(faces[0].face.crop_path, np.random.default_rng(0))
+    assert variant.shape == image.shape and not np.array_equal(variant, image)
+    before = {p: p.stat().st_mtime_ns for p in folder.glob("*.png")}
+    build_cache(faces, generator, folder, variants=2, batch_size=4, progress=False)  # nothing left to do
+    assert before == {p: p.stat().st_mtime_ns for p in folder.glob("*.png")}
+
+
+def test_rbi_pairs_come_from_the_cache(cache):
+    folder, faces = cache
+    dataset = PairDataset(faces, small_sbi(), RBIConfig(probability=1.0, source="cache"), seed=0,
+                          cache=ReconstructionCache(folder))
+    kinds = {dataset[i]["kind"] for i in range(len(faces))}
+    assert kinds == {"rbi"}
+    with pytest.raises(ValueError, match="cache"):
+        PairDataset(faces, small_sbi(), RBIConfig(probability=1.0, source="cache"))
+    with pytest.raises(FileNotFoundError, match="synth cache"):
+        ReconstructionCache(folder / "nowhere")
+
+
+def test_preview_grid_has_six_labelled_columns(cache, generator, tmp_path):
+    from mfrn.io_utils import read_image_rgb
+    from mfrn.synth.preview import write_previews
+    from mfrn.synth.sbi import SelfBlender
+
+    _, faces = cache
+    paths = write_previews(faces[:2], tmp_path, SelfBlender(small_sbi()), generator)
+    assert len(paths) == 2
+    grid = read_image_rgb(paths[0])
+    assert grid.shape == (256, 6 * 256, 3)
+    assert grid[:22].mean() < 60  # the label bar
