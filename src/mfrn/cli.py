@@ -248,6 +248,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--perturb", help="robustness family (jpeg, h264, blur, noise, downscale) swept over its levels")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="protocol override, e.g. eval.n_frames=32")
+    p.add_argument("--localisation", action="store_true",
+                   help="pixel AUC / IoU of the predicted region maps against the dataset's mask videos (FF++)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_eval)
@@ -262,7 +264,7 @@ def _run_eval(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on real sample faces, on this CPU, with a report")
     p.add_argument("-o", "--out", type=Path, default=Path("mfrn-demo"))
-    p.add_argument("--minutes", type=float, default=4.0, help="training budget of the tiny MFRN")
+    p.add_argument("--minutes", type=float, default=2.0, help="training time of the built-in generator")
     p.add_argument("--quick", action="store_true", help="a much shorter run (for tests)")
     p.set_defaults(func=_run_demo)
 

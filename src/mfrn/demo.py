@@ -90,7 +90,7 @@ def _config_path() -> Path:
     return Path(str(resources.files("mfrn") / "configs" / "mfrn_tiny.yaml"))
 
 
-def run_demo(out: Path, minutes: float = 4.0, quick: bool = False) -> int:
+def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
     import torch
 
     from mfrn.config import load_config
@@ -102,7 +102,7 @@ def run_demo(out: Path, minutes: float = 4.0, quick: bool = False) -> int:
     from mfrn.synth.preview import write_previews
     from mfrn.synth.rbi import RBIConfig, build_cache
     from mfrn.synth.reconstructors import build_reconstructor
-    from mfrn.synth.reconstructors.train_builtin import GeneratorTrainReport, train_builtin_generator
+    from mfrn.synth.reconstructors.train_builtin import BuiltinTrainConfig, GeneratorTrainReport, train_builtin_generator
     from mfrn.synth.sbi import SelfBlender
     from mfrn.train.loop import train
 
@@ -136,7 +136,8 @@ def run_demo(out: Path, minutes: float = 4.0, quick: bool = False) -> int:
         report = GeneratorTrainReport(**json.loads(report_path.read_text(encoding="utf-8")))
         print(f"reusing {generator_path}")
     else:
-        report = train_builtin_generator(gen_faces, out_path=generator_path, steps=20 if quick else 400)
+        budget = BuiltinTrainConfig(steps=100_000, max_seconds=20 if quick else 60 * minutes)
+        report = train_builtin_generator(gen_faces, out_path=generator_path, train_cfg=budget)
         atomic_write_text(report_path, json.dumps(asdict(report)))
     print(f"generator: {report.steps} steps in {report.seconds:.0f} s; held-out PSNR {report.val_psnr:.2f} dB, "
           f"SSIM {report.val_ssim:.3f} (with RBI noise: PSNR {report.val_psnr_noisy:.2f} dB)")

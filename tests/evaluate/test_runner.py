@@ -130,3 +130,32 @@ def test_wrong_checkpoints_get_clear_errors(tmp_path, tiny_checkpoint):
     torch.save({"format": "mfrn-checkpoint-v1"}, tmp_path / "hollow.pt")
     with pytest.raises(CheckpointError, match="no 'model'"):
         Detector.from_checkpoint(tmp_path / "hollow.pt", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ffpp_tree_with_masks(sample_media, tmp_path_factory):
+    """FF++ Deepfakes test pair with real videos, and a mask video per fake (a real video stands in)."""
+    root = build_ffpp(tmp_path_factory.mktemp("ffpp_masks"), methods=("Deepfakes",), with_masks=True)
+    from mfrn.data.readers import build_reader
+
+    records = list(build_reader("ffpp", root, compression="c23").records("test"))
+    for record in records:
+        shutil.copy(sample_media.single_face_video, record.path)
+        if record.mask_path is not None:
+            shutil.copy(sample_media.single_face_video, record.mask_path)
+    return root
+
+
+def test_eval_localisation_and_a_perturbation_sweep(ffpp_tree_with_masks, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "-m", str(tiny_checkpoint), "--dataset", "ffpp", "--root", str(ffpp_tree_with_masks),
+                 "--reader-option", "compression=c23", "--reader-option", "methods=[Deepfakes]", "-o", str(out),
+                 "--bootstrap", "10", "--no-progress", "--set", "eval.n_frames=1", "--localisation",
+                 "--perturb", "jpeg"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "ffpp" / "localisation.json").read_text(encoding="utf-8"))
+    assert metrics["n_frames"] == 2 and 0.0 <= metrics["pixel_auc"] <= 1.0  # two fakes, one frame each
+    assert "pixel AUC" in printed
+    for level in range(1, 6):
+        assert (out / "ffpp" / f"jpeg_level{level}" / "videos.csv").is_file()
+    assert (out / "ffpp" / "auc_vs_jpeg.png").stat().st_size > 1000

@@ -31,9 +31,38 @@ def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def _localise(accumulator, record, frames, results) -> int:
+    """Add the predicted region maps of one video against its ground-truth mask video (FF++ masks)."""
+    import numpy as np
+
+    from mfrn.data.frames import read_frames
+    from mfrn.data.media import MediaError
+    from mfrn.detect import frame_maps
+
+    try:
+        masks = {m.index: m.image for m in read_frames(Path(record.mask_path), [f.index for f in frames])}
+    except (MediaError, ValueError):
+        return 0
+    added = 0
+    for frame, result in zip(frames, results):
+        mask = masks.get(frame.index)
+        if mask is None:
+            continue
+        region, _ = frame_maps(frame.image.shape[:2], result.faces)
+        if region is None:
+            region = np.zeros(frame.image.shape[:2], np.float32)
+        accumulator.update(region, mask.max(axis=2))
+        added += 1
+    return added
+
+
 def score_records(detector, records: Iterable, out_dir: Path, dataset: str, perturbation=None, level: int = 0,
-                  seed: int = 0, progress: bool = True) -> EvalRun:
-    """Score every video of ``records`` (``VideoRecord``s) into ``out_dir``; skips videos already scored."""
+                  seed: int = 0, progress: bool = True, localisation=None) -> EvalRun:
+    """Score every video of ``records`` (``VideoRecord``s) into ``out_dir``; skips videos already scored.
+
+    With a ``LocalisationAccumulator``, fake videos that have a mask video (FF++) also add their
+    predicted region maps against the ground-truth masks (pixel AUC / IoU).
+    """
     from tqdm import tqdm
 
     from mfrn.data.frames import FrameSamplingConfig, read_media_frames
@@ -65,7 +94,10 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
                 images = [f.image for f in frames]
                 if perturbation is not None and level > 0:
                     images = perturbation.apply(images, level, seed=seed)
-                results = detector.score_frames(zip([f.index for f in frames], images), keep_maps=False)
+                localise = localisation is not None and getattr(record, "mask_path", None) is not None
+                results = detector.score_frames(zip([f.index for f in frames], images), keep_maps=localise)
+                if localise:
+                    _localise(localisation, record, frames, results)
             except MediaError as error:
                 writer.write(VideoResult(**base, score=math.nan, status="failed", reason=error.reason))
                 failed += 1
@@ -128,12 +160,17 @@ def run_eval_command(args, reader_options: dict) -> int:
     for name, root in zip(args.dataset, args.root):
         reader = build_reader(name, root, **reader_options)
         levels = range(0, 6) if args.perturb else [0]
+        accumulator = None
+        if getattr(args, "localisation", False):
+            from mfrn.evaluate.localisation import LocalisationAccumulator
+
+            accumulator = LocalisationAccumulator()
         aucs = []
         for level in levels:
             sub = out / name if level == 0 else out / name / f"{args.perturb}_level{level}"
             run = score_records(detector, reader.records(args.split), sub, name,
                                 PERTURBATIONS[args.perturb] if args.perturb else None, level,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, localisation=accumulator if level == 0 else None)
             if int(os.environ.get("RANK", 0)) != 0:
                 continue
             summary = evaluate_scores(run.video_csv, run.frame_csv, bootstrap=args.bootstrap, dataset=name,
@@ -143,6 +180,18 @@ def run_eval_command(args, reader_options: dict) -> int:
                 summaries[name] = summary
             print(f"{name}{'' if level == 0 else f' {args.perturb} level {level}'}: {run.scored} scored, "
                   f"{run.skipped_done} already done, {run.failed} failed; video AUC {summary.overall.video.auc:.4f}")
+        if accumulator is not None and int(os.environ.get("RANK", 0)) == 0:
+            import json
+            from dataclasses import asdict
+
+            if accumulator.n_frames:
+                metrics = accumulator.compute()
+                (out / name).mkdir(parents=True, exist_ok=True)
+                (out / name / "localisation.json").write_text(json.dumps(asdict(metrics), indent=1), encoding="utf-8")
+                print(f"{name} localisation (videos scored in this run, frames with a mask): pixel AUC "
+                      f"{metrics.pixel_auc:.4f}, IoU@0.5 {metrics.iou_at_05:.4f} over {metrics.n_frames} frames")
+            else:
+                print(f"{name}: no mask videos among the scored videos: no localisation metrics")
         for warning in getattr(reader, "warnings", []) or []:
             print(f"note: {warning}")
         for missing in getattr(reader, "missing", []) or []:
