@@ -121,7 +121,7 @@ def test_wrong_checkpoints_get_clear_errors(tmp_path, tiny_checkpoint):
     state["config"]["model"]["use_noise_stream"] = False  # another model than the weights
     other = tmp_path / "other.pt"
     save_checkpoint(other, state)
-    with pytest.raises(CheckpointError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="does not match"):
         Detector.from_checkpoint(other, device="cpu")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(tiny_checkpoint.read_bytes()[:1000])

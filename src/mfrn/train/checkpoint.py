@@ -16,11 +16,12 @@ import torch
 
 from mfrn import __version__
 from mfrn.io_utils import atomic_write_bytes
+from mfrn.weights import WeightsError
 
 FORMAT = "mfrn-checkpoint-v1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint that cannot be used, with the file and the reason in the message."""
 
 
@@ -77,14 +78,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path | str) -> None:
     """Strict load with a readable error: which keys are missing, unexpected or mis-shaped."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or mismatched:
-        parts = []
-        for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
-            if keys:
-                parts.append(f"{len(keys)} {name} (e.g. {', '.join(keys[:3])})")
-        raise CheckpointError(f"{path}: weights do not fit this model: {'; '.join(parts)}")
-    model.load_state_dict(state, strict=True)
+    from mfrn.weights import WeightsError, load_strict
+
+    try:
+        load_strict(model, state, path, optional_suffixes=())
+    except WeightsError as error:
+        raise CheckpointError(f"{error} (is it a checkpoint of another model or config?)") from None
