@@ -144,7 +144,7 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
 
     _step(4, total, "RBI reconstruction cache and SBI/RBI preview grids")
     config = load_config(_config_path(), [
-        f"data.prepared={prepared}", f"train.out_dir={out / 'run'}",
+        f"data.prepared={prepared}", f"train.out_dir={out / 'run'}", "data.frames_per_video=0",
         f"rbi.reconstructor_kwargs={{checkpoint: '{generator_path}'}}",
     ] + (["train.epochs=1"] if quick else []))
     reconstructor = build_reconstructor("builtin", checkpoint=str(generator_path))

@@ -86,3 +86,16 @@ def test_ddp_two_cpu_processes_hold_the_same_weights(prepared_faces, tmp_path):
     assert digests[0][1] == digests[1][1]  # and the same weights after a step
     assert digests[0][1] != digests[0][0]  # which did change them
     assert digests[0][2] == digests[1][2] == "1"
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_with_sam_runs_and_steps(prepared_faces, tmp_path, amp):
+    """SAM's two passes under autocast (bf16 without a scaler; fp16 with a GradScaler)."""
+    if amp == "fp16" and not torch.cuda.is_available():
+        pytest.skip("fp16 autocast with a GradScaler is a GPU setting")
+    config = load_config(None, tiny(prepared_faces, tmp_path / amp, "train.epochs=1", "train.max_steps=2",
+                                    f"train.amp={amp}", "train.sam=true"))
+    result = train(config, progress=False)
+    assert result.global_step == 2 and result.stopped_early
+    state = load_checkpoint(result.last_checkpoint)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
