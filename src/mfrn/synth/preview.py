@@ -36,9 +36,8 @@ def preview_grid(sample, blender, reconstructor=None, noise=None, seed: int = 0,
     if reconstructor is not None:
         recon = reconstructor.reconstruct_batch([image], [keypoints], noise, np.random.default_rng((seed, 1)))[0]
         rbi = blender(image, landmarks, box, np.random.default_rng((seed, 0)), source=recon.image)
-        # the reconstruction, seen through the same final crop as the pair
-        recon_view = blender(recon.image, landmarks, box, np.random.default_rng((seed, 0))).real
-        tiles += [rbi.fake, recon_view, _map_tile(rbi.region_map), _map_tile(rbi.boundary_map)]
+        # the reconstruction, seen through the RBI pair's own flip and crop
+        tiles += [rbi.fake, rbi.view(recon.image), _map_tile(rbi.region_map), _map_tile(rbi.boundary_map)]
     else:
         grey = np.full_like(sbi.real, 96)
         tiles += [grey, grey, _map_tile(sbi.region_map), _map_tile(sbi.boundary_map)]
