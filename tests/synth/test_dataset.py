@@ -49,8 +49,9 @@ def test_split_keeps_videos_whole_and_subsamples_frames(prepared_faces):
     for sample in few:
         per_video.setdefault(sample.record.key, set()).add(sample.frame.index)
     assert max(len(v) for v in per_video.values()) <= 2
+    assert split_faces(manifest, "test") == []  # no record of this manifest is in a test split
     with pytest.raises(ValueError):
-        split_faces(manifest, "test")
+        split_faces(manifest, "holdout")
 
 
 def test_pairs_are_reproducible_and_annotated(prepared_faces):

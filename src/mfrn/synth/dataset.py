@@ -48,14 +48,14 @@ def _evenly(items: list, n: int) -> list:
 def split_faces(
     manifest: Manifest, split: str, val_fraction: float = 0.2, frames_per_video: int = 0
 ) -> list[FaceSample]:
-    """Real faces of one split ("train" or "val").
+    """Real faces of one split ("train", "val", or "test" where the manifest names one).
 
     The manifest's own split is used where the dataset defines one; otherwise whole videos are
     assigned by a hash of their key (``val_fraction`` of them to "val"), so frames of one video never
     sit on both sides. Fake videos of a benchmark are never used (training fakes are synthetic).
     """
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be train or val, got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
     by_video: dict[str, list[FaceSample]] = {}
     for sample in manifest.faces():
         record = sample.record
