@@ -208,8 +208,12 @@ def _run_train(args) -> int:
     from mfrn.train.loop import train
 
     config = _load_config(args)
+    import os
+
     result = train(config, resume=args.resume, progress=not args.no_progress)
-    if result.best_checkpoint:
+    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun, rank 0 reports
+        return 0
+    if result.best_checkpoint and result.best_val_auc is not None:
         print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc:.4f})")
     print(f"last checkpoint: {result.last_checkpoint} (step {result.global_step})")
     return 0

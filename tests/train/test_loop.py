@@ -99,3 +99,15 @@ def test_mixed_precision_with_sam_runs_and_steps(prepared_faces, tmp_path, amp):
     assert result.global_step == 2 and result.stopped_early
     state = load_checkpoint(result.last_checkpoint)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_torchrun_runs_the_train_command_on_cpu(prepared_faces, tmp_path):
+    """`torchrun --nproc_per_node 2 -m mfrn.cli train ...`, as the README says; rank 0 reports once."""
+    sets = [arg for item in tiny(prepared_faces, tmp_path / "cli", "train.epochs=1", "data.batch_size=2")
+            for arg in ("--set", item)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+               "-m", "mfrn.cli", "train", "--no-progress", *sets]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("last checkpoint:") == 1 and "2 process(es)" in result.stdout
+    assert (tmp_path / "cli" / "last.pt").is_file()
