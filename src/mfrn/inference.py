@@ -37,6 +37,15 @@ class FrameResult:
 
 
 @dataclass
+class PendingFaces:
+    """Frames whose faces are found and cropped but not yet scored."""
+
+    results: list[FrameResult] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    owners: list[tuple] = field(default_factory=list)  # (FrameResult, Face, CropWindow) per crop
+
+
+@dataclass
 class MediaResult:
     """A verdict for one image or video: P(fake), per frame and per face."""
 
@@ -135,28 +144,38 @@ class Detector:
         return (np.concatenate(scores), np.concatenate(regions) if regions else None,
                 np.concatenate(boundaries) if boundaries else None)
 
-    def score_frames(self, frames: Iterable[tuple[int, np.ndarray]], keep_maps: bool = True) -> list[FrameResult]:
-        """Detect faces on each (index, RGB frame), crop, score in batches across frames."""
+    def collect_faces(self, frames: Iterable[tuple[int, np.ndarray]]) -> "PendingFaces":
+        """Detect faces on each (index, RGB frame) and cut SBI's test crops; scoring comes later, so
+        crops of several videos can share one batch."""
         from mfrn.faces.crop import test_crop
 
-        results: list[FrameResult] = []
-        crops, owners = [], []
+        pending = PendingFaces()
         for index, image in frames:
             result = FrameResult(index)
             for face in self.analyzer(image):
                 crop, window = test_crop(image, face.box, face.landmarks, size=self.image_size, cfg=self.config.sbi.crop)
-                crops.append(crop)
-                owners.append((result, face, window))
-            results.append(result)
-        scores, regions, boundaries = self.score_crops(crops)
-        for i, (result, face, window) in enumerate(owners):
+                pending.crops.append(crop)
+                pending.owners.append((result, face, window))
+            pending.results.append(result)
+        return pending
+
+    @staticmethod
+    def assign_scores(pending: "PendingFaces", scores, regions=None, boundaries=None, keep_maps: bool = True) -> list[FrameResult]:
+        """Put the scores (and maps) of ``pending.crops``, in order, on their frames."""
+        for i, (result, face, window) in enumerate(pending.owners):
             result.faces.append(FaceScore(
                 box=[float(v) for v in face.box], score=float(scores[i]),
                 region_map=regions[i] if (keep_maps and regions is not None) else None,
                 boundary_map=boundaries[i] if (keep_maps and boundaries is not None) else None,
                 crop_window=(window.x0, window.y0, window.x1, window.y1),
             ))
-        return results
+        return pending.results
+
+    def score_frames(self, frames: Iterable[tuple[int, np.ndarray]], keep_maps: bool = True) -> list[FrameResult]:
+        """Detect faces on each (index, RGB frame), crop, score in batches across frames."""
+        pending = self.collect_faces(frames)
+        scores, regions, boundaries = self.score_crops(pending.crops)
+        return self.assign_scores(pending, scores, regions, boundaries, keep_maps)
 
     def _aggregate(self, path: str, kind: str, frames: list[FrameResult]) -> MediaResult:
         video: VideoScore = aggregate_video([[f.score for f in fr.faces] for fr in frames], self.protocol)

@@ -56,12 +56,61 @@ def _localise(accumulator, record, frames, results) -> int:
     return added
 
 
+def prefetch(iterable: Iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (decoding and face detection
+    of the next videos overlap with the model scoring the current ones); errors are re-raised here."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        items.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(("done", done))
+        except BaseException as error:  # handed to the consumer
+            items.put(("error", error))
+
+    thread = threading.Thread(target=produce, name="mfrn-eval-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
+@dataclass
+class _Video:
+    record: object
+    frames: list | None = None  # the decoded frames (kept only when localising)
+    pending: object = None  # PendingFaces
+    error: str | None = None
+
+
 def score_records(detector, records: Iterable, out_dir: Path, dataset: str, perturbation=None, level: int = 0,
                   seed: int = 0, progress: bool = True, localisation=None) -> EvalRun:
     """Score every video of ``records`` (``VideoRecord``s) into ``out_dir``; skips videos already scored.
 
-    With a ``LocalisationAccumulator``, fake videos that have a mask video (FF++) also add their
-    predicted region maps against the ground-truth masks (pixel AUC / IoU).
+    Faces of several videos share a batch (``protocol.batch_size``), and the next videos are decoded
+    and searched for faces in a background thread while the model scores. With a
+    ``LocalisationAccumulator``, fake videos that have a mask video (FF++) also add their predicted
+    region maps against the ground-truth masks (pixel AUC / IoU).
     """
     from tqdm import tqdm
 
@@ -75,45 +124,78 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
     video_csv, frame_csv = out_dir / f"videos{part}.csv", out_dir / f"frames{part}.csv"
     protocol = detector.protocol
     sampling = FrameSamplingConfig(n_frames=protocol.n_frames)
-    scored = skipped = failed = 0
+    counts = {"scored": 0, "skipped": 0, "failed": 0}
+
     with ScoreWriter(video_csv, protocol=protocol.describe()) as writer, FrameScoreWriter(frame_csv) as frame_writer:
         done = writer.done_keys()  # failed videos are recorded with their reason, not retried
-        bar = tqdm(desc=f"eval {dataset}", unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-        for number, record in enumerate(records):
-            if number % world != rank:
-                continue
-            if record.key in done:
-                skipped += 1
-                continue
-            base = dict(key=record.key, dataset=dataset, method=record.method, label=int(record.label))
+
+        def todo():
+            for number, record in enumerate(records):
+                if number % world != rank:
+                    continue
+                if record.key in done:
+                    counts["skipped"] += 1
+                    continue
+                yield record
+
+        def prepare(record) -> _Video:
             try:
                 _, frame_iter = read_media_frames(Path(record.path), protocol.n_frames, config=sampling)
                 frames = list(frame_iter)
                 if not frames:
                     raise MediaError(record.path, "no frame could be decoded")
-                images = [f.image for f in frames]
-                if perturbation is not None and level > 0:
-                    images = perturbation.apply(images, level, seed=seed)
-                localise = localisation is not None and getattr(record, "mask_path", None) is not None
-                results = detector.score_frames(zip([f.index for f in frames], images), keep_maps=localise)
-                if localise:
-                    _localise(localisation, record, frames, results)
             except MediaError as error:
-                writer.write(VideoResult(**base, score=math.nan, status="failed", reason=error.reason))
-                failed += 1
+                return _Video(record, error=error.reason)
+            if perturbation is not None and level > 0:
+                images = perturbation.apply([f.image for f in frames], level, seed=seed)
+                frames = [type(f)(index=f.index, image=image, pts=f.pts, time=f.time) for f, image in zip(frames, images)]
+            pending = detector.collect_faces((f.index, f.image) for f in frames)
+            localise = localisation is not None and getattr(record, "mask_path", None) is not None
+            return _Video(record, frames if localise else None, pending)
+
+        def flush(batch: list[_Video]) -> None:
+            crops = [crop for video in batch for crop in video.pending.crops]
+            keep_maps = any(video.frames is not None for video in batch)
+            scores, regions, boundaries = detector.score_crops(crops)
+            offset = 0
+            for video in batch:
+                n = len(video.pending.crops)
+                part_maps = [m[offset:offset + n] if (m is not None and keep_maps) else None for m in (regions, boundaries)]
+                results = detector.assign_scores(video.pending, scores[offset:offset + n], *part_maps,
+                                                 keep_maps=video.frames is not None)
+                offset += n
+                if video.frames is not None:
+                    _localise(localisation, video.record, video.frames, results)
+                record = video.record
+                score = aggregate_video([[face.score for face in r.faces] for r in results], protocol)
+                writer.write(VideoResult(key=record.key, dataset=dataset, method=record.method, label=int(record.label),
+                                         score=float(score.score), n_frames=score.n_frames,
+                                         n_frames_with_face=score.n_frames_with_face, no_face=score.no_face,
+                                         frame_scores=score.frame_scores))
+                frame_writer.write_video(record.key, [r.index for r in results], [r.score for r in results])
+                counts["scored"] += 1
+                bar.update(1)
+
+        bar = tqdm(desc=f"eval {dataset}", unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
+        batch: list[_Video] = []
+        for video in prefetch(prepare(record) for record in todo()):
+            if video.error is not None:
+                writer.write(VideoResult(key=video.record.key, dataset=dataset, method=video.record.method,
+                                         label=int(video.record.label), score=math.nan, status="failed",
+                                         reason=video.error))
+                counts["failed"] += 1
                 bar.update(1)
                 continue
-            video = aggregate_video([[face.score for face in r.faces] for r in results], protocol)
-            writer.write(VideoResult(**base, score=float(video.score), n_frames=video.n_frames,
-                                     n_frames_with_face=video.n_frames_with_face, no_face=video.no_face,
-                                     frame_scores=video.frame_scores))
-            frame_writer.write_video(record.key, [r.index for r in results], [r.score for r in results])
-            scored += 1
-            bar.update(1)
+            batch.append(video)
+            if sum(len(v.pending.crops) for v in batch) >= protocol.batch_size:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
         bar.close()
     if world > 1:
         video_csv, frame_csv = _merge_parts(out_dir, world, protocol.describe())
-    return EvalRun(dataset, video_csv, frame_csv, scored, skipped, failed)
+    return EvalRun(dataset, video_csv, frame_csv, counts["scored"], counts["skipped"], counts["failed"])
 
 
 def _merge_parts(out_dir: Path, world: int, protocol: str) -> tuple[Path, Path]:
@@ -139,6 +221,18 @@ def _merge_parts(out_dir: Path, world: int, protocol: str) -> tuple[Path, Path]:
 
 def run_eval_command(args, reader_options: dict) -> int:
     """The body of ``mfrn eval`` (see ``mfrn eval --help``)."""
+    if len(args.dataset) != len(args.root):
+        raise ValueError("give one --root per --dataset")
+    from mfrn.train.distributed import cleanup, init_distributed, resolve_device
+
+    dist_info = init_distributed(args.device)  # under torchrun: each rank scores every world_size-th video
+    try:
+        return _run_eval(args, reader_options, resolve_device(args.device or "auto", dist_info))
+    finally:
+        cleanup(dist_info)
+
+
+def _run_eval(args, reader_options: dict, device) -> int:
     from mfrn.config_schema import apply_overrides, from_dict, to_dict
     from mfrn.data.readers import build_reader
     from mfrn.evaluate.plots import plot_roc
@@ -147,9 +241,7 @@ def run_eval_command(args, reader_options: dict) -> int:
     from mfrn.evaluate.tables import canonical_dataset, cross_dataset_table, cross_manipulation_table, evaluate_scores
     from mfrn.inference import Detector
 
-    if len(args.dataset) != len(args.root):
-        raise ValueError("give one --root per --dataset")
-    detector = Detector.from_checkpoint(args.checkpoint, device=args.device)
+    detector = Detector.from_checkpoint(args.checkpoint, device=str(device))
     overrides = [o.split("eval.", 1)[1] if o.startswith("eval.") else o for o in args.overrides]
     detector.protocol = from_dict(ProtocolConfig, apply_overrides(to_dict(detector.protocol), overrides))
     print(detector.protocol.describe())
