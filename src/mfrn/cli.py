@@ -126,6 +126,7 @@ def _add_synth(sub) -> None:
     cache.add_argument("prepared", type=Path)
     cache.add_argument("-o", "--out", type=Path, help="cache folder (default <prepared>/rbi_cache)")
     cache.add_argument("--batch-size", type=int, default=16)
+    cache.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
     _add_config_args(cache)
     cache.set_defaults(func=_run_synth_cache)
 
@@ -160,7 +161,7 @@ def _run_synth_cache(args) -> int:
     config = _load_config(args)
     faces = Manifest(args.prepared).faces()
     out = args.out or Path(config.rbi.cache_dir or args.prepared / "rbi_cache")
-    index = build_cache(faces, _reconstructor(config), out, config.rbi.variants_per_face, config.rbi.noise,
+    index = build_cache(faces, _reconstructor(config, args.device), out, config.rbi.variants_per_face, config.rbi.noise,
                         batch_size=args.batch_size, seed=config.train.seed)
     print(f"cache {out}: {len(index['entries'])} faces x {config.rbi.variants_per_face} reconstructions; "
           f"{len(index['failures'])} failed")
@@ -174,6 +175,7 @@ def _add_generator(sub) -> None:
     t.add_argument("prepared", type=Path)
     t.add_argument("-o", "--out", type=Path, required=True, help="checkpoint file to write")
     t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: run all steps)")
     t.add_argument("--device", default=None)
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="BuiltinGeneratorConfig field, e.g. crop_size=128")
@@ -184,13 +186,17 @@ def _run_generator_train(args) -> int:
     from mfrn.config_schema import apply_overrides, from_dict
     from mfrn.data.manifest import Manifest
     from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig
-    from mfrn.synth.reconstructors.train_builtin import train_builtin_generator
+    from mfrn.synth.reconstructors.train_builtin import BuiltinTrainConfig, train_builtin_generator
 
     cfg = from_dict(BuiltinGeneratorConfig, apply_overrides({}, args.overrides))
     faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in Manifest(args.prepared).faces())]
     if not faces:
         raise ValueError(f"{args.prepared}: no prepared faces to train on")
-    report = train_builtin_generator(faces, cfg, args.out, steps=args.steps, device=args.device)
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    budget = BuiltinTrainConfig(steps=args.steps, max_seconds=60.0 * args.max_minutes)
+    report = train_builtin_generator(faces, cfg, args.out, device=device, train_cfg=budget)
     print(report.format() if hasattr(report, "format") else report)
     return 0
 

@@ -105,3 +105,18 @@ def test_preview_grid_has_six_labelled_columns(cache, generator, tmp_path):
     grid = read_image_rgb(paths[0])
     assert grid.shape == (256, 6 * 256, 3)
     assert grid[:22].mean() < 60  # the label bar
+
+
+def test_rbi_on_the_fly_inside_the_dataset(cache, generator):
+    _, faces = cache
+    dataset = PairDataset(faces[:2], small_sbi(), RBIConfig(probability=1.0, source="on_the_fly"), seed=0,
+                          reconstructor=generator)
+    assert {dataset[i]["kind"] for i in range(2)} == {"rbi"}
+    assert dataset.stats["rbi"] == 2
+
+
+def test_builtin_reconstructor_without_checkpoint_is_refused():
+    from mfrn.synth.rbi import build_reconstructor_from_config
+
+    with pytest.raises(ValueError, match="mfrn generator train"):
+        build_reconstructor_from_config(RBIConfig(reconstructor="builtin"))

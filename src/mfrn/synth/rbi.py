@@ -66,8 +66,16 @@ def build_reconstructor_from_config(config: RBIConfig, device: str | None = None
     from mfrn.synth.reconstructors import build_reconstructor
 
     kwargs = dict(config.reconstructor_kwargs)
-    if device is not None:
-        kwargs.setdefault("device", device)
+    if config.reconstructor == "builtin" and not kwargs.get("checkpoint"):
+        raise ValueError(
+            "rbi.reconstructor is 'builtin' but rbi.reconstructor_kwargs has no checkpoint: train one with "
+            "`mfrn generator train PREPARED -o gen.pt` and set rbi.reconstructor_kwargs={checkpoint: gen.pt}"
+        )
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    kwargs.setdefault("device", device)
     return build_reconstructor(config.reconstructor, **kwargs)
 
 
