@@ -116,7 +116,7 @@ def run_detect(inputs: Sequence[Path], checkpoint: Path, out_dir: Path, device: 
                                                  config=FrameSamplingConfig(n_frames=detector.protocol.n_frames))
             frames = list(frame_iter)
             results = detector.score_frames(((f.index, f.image) for f in frames), keep_maps=overlays)
-            media = detector._aggregate(str(path), "image" if info.is_image else "video", results)
+            media = detector.aggregate(str(path), "image" if info.is_image else "video", results)
         except MediaError as error:
             summary.failures.append((str(path), error.reason))
             continue

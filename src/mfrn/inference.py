@@ -177,14 +177,14 @@ class Detector:
         scores, regions, boundaries = self.score_crops(pending.crops)
         return self.assign_scores(pending, scores, regions, boundaries, keep_maps)
 
-    def _aggregate(self, path: str, kind: str, frames: list[FrameResult]) -> MediaResult:
+    def aggregate(self, path: str, kind: str, frames: list[FrameResult]) -> MediaResult:
         video: VideoScore = aggregate_video([[f.score for f in fr.faces] for fr in frames], self.protocol)
         return MediaResult(path=path, kind=kind, score=float(video.score), frames=frames, no_face=video.no_face,
                            n_frames=video.n_frames, n_frames_with_face=video.n_frames_with_face,
                            protocol=self.protocol.describe())
 
     def detect_image(self, image: np.ndarray, name: str = "<array>") -> MediaResult:
-        return self._aggregate(name, "image", self.score_frames([(0, image)]))
+        return self.aggregate(name, "image", self.score_frames([(0, image)]))
 
     def detect_path(self, path: str | Path, keep_maps: bool = True) -> MediaResult:
         from mfrn.data.frames import read_media_frames
@@ -192,7 +192,7 @@ class Detector:
         info, frames = read_media_frames(Path(path), self.protocol.n_frames)
         kind = "image" if getattr(info, "is_image", False) else "video"
         results = self.score_frames(((f.index, f.image) for f in frames), keep_maps=keep_maps)
-        return self._aggregate(str(path), kind, results)
+        return self.aggregate(str(path), kind, results)
 
     def __call__(self, image_or_path) -> MediaResult:
         if isinstance(image_or_path, np.ndarray):
