@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from mfrn.provenance import commit, machine
 
 TINY = ["sbi.crop.size=64", "model.input_size=64", "model.backbone=test_efficientnet", "model.pretrained=false",
         "model.noise_channels=[4, 8, 8, 16]", "model.fused_channels=[8, 8, 16, 16]", "model.edge_channels=4",
@@ -29,16 +29,8 @@ TINY = ["sbi.crop.size=64", "model.input_size=64", "model.backbone=test_efficien
 EFFB4 = ["model.backbone=efficientnet_b4", "model.pretrained=false"]
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
-def machine() -> str:
-    return f"{platform.machine()} {platform.processor()} {os.cpu_count()} CPUs".replace("  ", " ")
 
 
 def make_checkpoint(path: Path, overrides: list[str]) -> Path:

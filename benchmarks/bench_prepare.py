@@ -16,20 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
+from mfrn.provenance import commit, machine
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def baseline(videos: list[Path], n_frames: int) -> tuple[int, float]:
@@ -81,7 +74,7 @@ def main() -> None:
         base_frames, base_seconds = baseline(videos, args.frames)
     ours, base = ours_frames / ours_seconds, base_frames / base_seconds
     print(f"video: {source.name}, {args.videos} copies, {args.frames} sampled frames each")
-    print(f"machine: {platform.machine()} {platform.processor()} {os.cpu_count()} CPUs; commit {commit()}")
+    print(f"machine: {machine()}; commit {commit()}")
     print(f"mfrn prepare ({args.workers} workers): {ours:.2f} sampled frames/s ({ours_frames} frames, {ours_seconds:.1f} s)")
     print(f"public-detector way (1 process):      {base:.2f} sampled frames/s ({base_frames} frames, {base_seconds:.1f} s)")
     print(f"ratio: {ours / base:.2f}x (target >= 3x)")

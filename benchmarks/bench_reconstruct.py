@@ -7,11 +7,7 @@ Times encode -> latent noise -> decode of aligned crops (no alignment, no paste-
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,26 +16,11 @@ from mfrn.synth.reconstructors.base import Reconstructor
 from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig, BuiltinReconstructor
 from mfrn.synth.reconstructors.noise import RBINoiseConfig
 from mfrn.synth.reconstructors.simswap import random_simswap
+from mfrn.provenance import commit, machine
 
 
-def _commit() -> str:
-    try:
-        root = Path(__file__).resolve().parent
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def bench(model: Reconstructor, batch: int, repeats: int, device: str) -> float:
@@ -68,7 +49,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"machine: {_machine()}; device {args.device}; commit {_commit()}")
+    print(f"machine: {machine()}; device {args.device}; commit {commit()}")
     cfg = BuiltinGeneratorConfig()
     rate = bench(BuiltinReconstructor(cfg), batch=8, repeats=args.repeats, device=args.device)
     print(f"builtin generator {cfg.crop_size}px (channels {cfg.channels()}, {cfg.n_blocks} blocks), batch 8: {rate:.2f} reconstructions/s")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,27 +20,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2
 import numpy as np
+from mfrn.provenance import commit, machine
 
 CLAIM_SAMPLES_PER_SECOND = 25.0
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
-def _machine() -> str:
-    processor = platform.processor() or platform.machine()
-    return f"{processor}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     rate = args.samples / elapsed
     width = face.box[2] - face.box[0]
-    print(f"machine: {_machine()}")
-    print(f"commit: {_commit()}")
+    print(f"machine: {machine()}")
+    print(f"commit: {commit()}")
     print(f"image {image.shape[1]}x{image.shape[0]}, face box {width:.0f} px wide, "
           f"output {args.size}x{args.size}, 1 thread")
     print(f"SBI: {rate:.1f} samples/s ({1000 * elapsed / args.samples:.1f} ms/sample over {args.samples})")
@@ -103,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
 def rbi_rates(image, face, blender, rng, args) -> None:
     """RBI from a cached reconstruction (PNG read + blend) and on the fly (built-in generator, batch 1)."""
     import tempfile
-    from pathlib import Path
 
     import torch
 

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import html
 import json
-import platform
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -30,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mfrn.io_utils import atomic_write_image, atomic_write_text
+from mfrn.provenance import commit, machine
 
 
 @dataclass
@@ -46,18 +44,8 @@ def _step(number: int, total: int, text: str) -> None:
     print(f"\n[{number}/{total}] {text}", flush=True)
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
-def _machine() -> str:
-    import os
-
-    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPU(s), {platform.system()}".strip()
 
 
 def gather_media(out: Path) -> DemoPlan:
@@ -214,7 +202,7 @@ def write_report(out: Path, plan, prepare_summary, generator_report, previews, h
                 stills.append(still)
         elif overlay:
             stills.append(Path(overlay))
-    measured = f"measured by `mfrn demo` on {_machine()}, commit {_commit()}, in {seconds / 60:.1f} min"
+    measured = f"measured by `mfrn demo` on {machine()}, commit {commit()}, in {seconds / 60:.1f} min"
     lines = ["# mfrn demo report", "", measured, "",
              "No real deepfakes are among the sample media: the test AUCs below are real faces of held-out photos",
              "(used neither for training nor for choosing the checkpoint) against synthetic fakes made from them.",

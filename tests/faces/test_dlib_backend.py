@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mfrn.faces.backends.dlib_backend import DlibHogDetector, find_model_file
-from mfrn.faces.base import FaceAnalyzer, build_detector, keep_large_faces
+from mfrn.faces.base import build_detector, keep_large_faces
 from mfrn.faces.types import FaceDetection
 
 
