@@ -120,3 +120,16 @@ def test_builtin_reconstructor_without_checkpoint_is_refused():
 
     with pytest.raises(ValueError, match="mfrn generator train"):
         build_reconstructor_from_config(RBIConfig(reconstructor="builtin"))
+
+
+def test_unusable_faces_are_skipped_up_front_with_the_reason(prepared_faces):
+    import copy
+
+    faces = split_faces(Manifest(prepared_faces), "train")[:3]
+    tiny_face = copy.deepcopy(faces[1])
+    lm = np.asarray(tiny_face.face.landmarks, np.float32)
+    centre = lm.mean(axis=0)
+    tiny_face.face.landmarks = ((lm - centre) * 0.05 + centre).tolist()  # a face a few pixels wide
+    dataset = PairDataset([faces[0], tiny_face, faces[2]], small_sbi())
+    assert len(dataset) == 2 and [s.key for s in dataset.faces] == [faces[0].key, faces[2].key]
+    assert dataset.skipped and "too small" in dataset.skipped[0][1]

@@ -93,10 +93,10 @@ class PairDataset(Dataset):
     ) -> None:
         from mfrn.synth.sbi import SelfBlender
 
-        if not faces:
-            raise ValueError("no faces to train on: is the prepared folder empty, or every face filtered out?")
-        self.faces = list(faces)
         self.blender = SelfBlender(sbi_config)
+        self.faces, self.skipped = self._usable(faces, sbi_config)
+        if not self.faces:
+            raise ValueError("no faces to train on: is the prepared folder empty, or every face filtered out?")
         self.rbi = rbi_config or RBIConfig(probability=0.0, source="off")
         self.seed = int(seed)
         self.fixed_epoch = fixed_epoch
@@ -106,6 +106,25 @@ class PairDataset(Dataset):
         self.stats: Counter = Counter()
         if self.rbi.probability > 0 and self.rbi.source == "cache" and self.cache is None:
             raise ValueError("rbi.source is 'cache' but no reconstruction cache was given (run `mfrn synth cache`)")
+
+    @staticmethod
+    def _usable(faces: Sequence[FaceSample], sbi_config) -> tuple[list[FaceSample], list[tuple[str, str]]]:
+        """Faces SBI can blend; the others (too small, degenerate, landmarks off the crop) are skipped
+        up front and logged with the reason, never replaced at random during training."""
+        from mfrn.synth.masks import SynthesisError, validate_landmarks
+
+        usable, skipped = [], []
+        for sample in faces:
+            x1, y1, x2, y2 = sample.face.crop_box
+            _, _, landmarks = sample.face.local()
+            try:
+                validate_landmarks(landmarks, (y2 - y1, x2 - x1), sbi_config.mask)
+            except SynthesisError as error:
+                skipped.append((sample.key, str(error)))
+                log.warning("skipping %s: %s", sample.key, error)
+                continue
+            usable.append(sample)
+        return usable, skipped
 
     @classmethod
     def from_config(cls, faces, sbi_config, rbi_config: RBIConfig, prepared: Path, seed: int = 0,

@@ -205,6 +205,9 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
               f"{steps_per_epoch} steps/epoch x {config.train.epochs} epochs, batch {config.data.batch_size}+"
               f"{config.data.batch_size} x {dist_info.world_size} process(es), device {device}, amp {config.train.amp}")
         print(f"checkpoint rule: {SELECTION_RULE}")
+        skipped = train_set.skipped + val_set.skipped
+        if skipped:
+            print(f"skipped {len(skipped)} faces SBI cannot blend (first: {skipped[0][0]}: {skipped[0][1]})")
         if config.train.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
