@@ -274,7 +274,7 @@ def _run_eval(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on real sample faces, on this CPU, with a report")
     p.add_argument("-o", "--out", type=Path, default=Path("mfrn-demo"))
-    p.add_argument("--minutes", type=float, default=2.0, help="training time of the built-in generator")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time of the built-in generator")
     p.add_argument("--quick", action="store_true", help="a much shorter run (for tests)")
     p.set_defaults(func=_run_demo)
 

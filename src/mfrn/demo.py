@@ -80,7 +80,7 @@ def _config_path() -> Path:
     return Path(str(resources.files("mfrn") / "configs" / "mfrn_tiny.yaml"))
 
 
-def run_demo(out: Path, minutes: float = 2.0, quick: bool = False) -> int:
+def run_demo(out: Path, minutes: float = 5.0, quick: bool = False) -> int:
     import torch
 
     from mfrn.config import load_config
