@@ -21,7 +21,6 @@ import html
 import json
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +73,11 @@ def gather_media(out: Path) -> DemoPlan:
 
 
 def _config_path() -> Path:
+    """configs/mfrn_tiny.yaml of the checkout this package runs from (the demo runs from a clone)."""
     local = Path(__file__).resolve().parents[2] / "configs" / "mfrn_tiny.yaml"
-    if local.is_file():
-        return local
-    return Path(str(resources.files("mfrn") / "configs" / "mfrn_tiny.yaml"))
+    if not local.is_file():
+        raise FileNotFoundError(f"{local}: the demo needs the repository's configs/ (run it from a clone: make demo)")
+    return local
 
 
 def run_demo(out: Path, minutes: float = 5.0, quick: bool = False) -> int:

@@ -12,6 +12,7 @@ import torch
 from mfrn.config import load_config
 from mfrn.train.checkpoint import CheckpointError, load_checkpoint
 from mfrn.train.loop import train
+from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +21,7 @@ def tiny(prepared: Path, out: Path, *extra: str) -> list[str]:
     """Overrides for a tiny CPU run: timm's test_efficientnet at 64 px, SBI fakes, no workers."""
     return [
         f"data.prepared={prepared}", "data.batch_size=4", "data.num_workers=0", "data.frames_per_video=0",
-        "sbi.crop.size=64", "model.input_size=64", "model.backbone=test_efficientnet", "model.pretrained=false",
-        "model.noise_channels=[4, 8, 8, 16]", "model.fused_channels=[8, 8, 16, 16]", "model.edge_channels=4",
-        "model.decoder_channels=8", "model.attention_heads=2",
+        *TINY_MODEL,
         "rbi.probability=0.0", "rbi.source=off", "train.device=cpu", "train.tensorboard=false",
         "train.optimizer=adamw", "train.lr=0.002", f"train.out_dir={out}", *extra,
     ]

@@ -58,7 +58,7 @@ class ResumableSampler(DistributedSampler):
         return super().__len__() - self.skip
 
 
-def preprocessing_of(config: Config, model: torch.nn.Module, prepared: Path | None) -> dict:
+def preprocessing_of(config: Config, prepared: Path | None) -> dict:
     """What inference must reproduce: crop, size, value range, face pipeline."""
     info = {
         "input_size": config.sbi.crop.size,
@@ -227,7 +227,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             "global_step": global_step,
             "rng": rng_state(),
             "config": config_to_dict(config),
-            "preprocessing": preprocessing_of(config, core, prepared),
+            "preprocessing": preprocessing_of(config, prepared),
             "best_val_auc": best_auc,
             "history": history,
             "selection_rule": SELECTION_RULE,
