@@ -6,6 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+# Exit codes of every `mfrn` command (the README lists them):
+EXIT_OK = 0  # done; some inputs may have failed, each recorded with its reason
+EXIT_USAGE = 2  # bad arguments, bad config, unusable input or output path: nothing was done
+EXIT_NOTHING_SUCCEEDED = 3  # the run went through but no input succeeded (all failed, or none found)
+EXIT_INTERRUPTED = 130  # Ctrl-C; what was finished is kept and a rerun resumes
+
 
 def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="detect faces and landmarks in videos/images; write crops + manifest")
@@ -72,7 +78,7 @@ def _run_prepare(args) -> int:
                           retry_failed=args.retry_failed, progress=not args.no_progress)
     print(summary.format())
     if summary.interrupted:
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -295,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a clear one-line message; MFRN_DEBUG=1 shows the traceback
         import os
 
@@ -304,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("MFRN_DEBUG") or not isinstance(exc, (FileNotFoundError, ValueError, MediaError)):
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

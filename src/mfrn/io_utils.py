@@ -11,6 +11,27 @@ import cv2
 import numpy as np
 
 
+class OutputPathError(ValueError):
+    """An output path that cannot be used (a file where a folder is needed, no permission)."""
+
+
+def ensure_output_dir(path: Path | str, what: str = "output folder") -> Path:
+    """Create ``path`` as a folder (with parents) or refuse it in one line: an existing file, a parent that
+    is a file, or a folder this process cannot write into."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: the {what} exists and is not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputPathError(f"{path}: cannot create the {what}: a part of the path is a file") from None
+    except PermissionError:
+        raise OutputPathError(f"{path}: cannot create the {what}: permission denied") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: the {what} is not writable (permission denied)")
+    return path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

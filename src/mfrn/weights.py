@@ -112,3 +112,23 @@ def load_strict(
 def default_device() -> str:
     """``"cuda"`` where a GPU is visible, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(name: str | torch.device | None) -> torch.device:
+    """The device ``name`` asks for ("auto"/None: the GPU where there is one), refused with one clear line
+    (a ``ValueError``) when it cannot be used here: ``cuda`` without a visible GPU, a GPU index past the last
+    one, or a name torch does not know."""
+    if name is None or str(name) == "auto":
+        return torch.device(default_device())
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {name!r} is not a torch device (use cpu, cuda or cuda:N): {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: no CUDA GPU is visible on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    elif device.type not in ("cpu", "mps", "meta"):
+        raise ValueError(f"device {name!r}: mfrn runs on cpu or cuda")
+    return device

@@ -1,0 +1,47 @@
+"""Output folders and devices are checked before any work starts, with one clear line."""
+
+import os
+
+import pytest
+import torch
+
+from mfrn.io_utils import OutputPathError, ensure_output_dir
+from mfrn.weights import check_device
+
+
+def test_output_dir_is_created_with_parents(tmp_path):
+    target = ensure_output_dir(tmp_path / "a" / "b")
+    assert target.is_dir()
+    assert ensure_output_dir(target) == target  # an existing folder is fine
+
+
+def test_output_dir_refuses_an_existing_file(tmp_path):
+    existing = tmp_path / "results.json"
+    existing.write_text("{}")
+    with pytest.raises(OutputPathError, match="exists and is not a folder"):
+        ensure_output_dir(existing)
+    with pytest.raises(OutputPathError, match="part of the path is a file"):
+        ensure_output_dir(existing / "sub")
+    assert existing.read_text() == "{}"  # nothing was touched
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_output_dir_refuses_a_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputPathError, match="not writable"):
+            ensure_output_dir(locked)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_check_device():
+    assert check_device("cpu") == torch.device("cpu")
+    assert check_device(None).type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="not a torch device"):
+        check_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+            check_device("cuda")
