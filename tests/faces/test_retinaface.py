@@ -71,7 +71,7 @@ def checkpoint(random_net, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(checkpoint) -> RetinaFaceDetector:
-    return RetinaFaceDetector(weights_path=checkpoint, device="cpu", score_threshold=0.0)
+    return RetinaFaceDetector(weights_path=checkpoint, device="cpu", score_threshold=0.0, long_side=0)
 
 
 def images(rng: np.random.Generator) -> list[np.ndarray]:
@@ -129,7 +129,7 @@ def constant_head_detector(random_net: RetinaFaceNet, **settings) -> RetinaFaceD
 def test_zero_offsets_decode_to_anchor_boxes(random_net, rng):
     image = images(rng)[0]
     height, width = image.shape[:2]
-    detections = constant_head_detector(random_net, score_threshold=0.7).detect(image)
+    detections = constant_head_detector(random_net, score_threshold=0.7, long_side=0).detect(image)
     assert detections
     priors = prior_boxes(height, width).numpy()
     anchor_boxes = np.concatenate([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], axis=1)
@@ -155,6 +155,48 @@ def test_max_side_maps_detections_back_to_the_image(random_net, rng):
     assert unclipped
     widths = {round(d.width * scale) for d in unclipped}
     assert widths <= {16, 32, 64, 128, 256, 512}
+
+
+def test_sbi_settings_are_the_defaults():
+    config = RetinaFaceConfig()
+    assert (config.score_threshold, config.nms_threshold, config.long_side, config.max_side) == (0.7, 0.4, 2048, 0)
+
+
+class _InputSpy(torch.nn.Module):
+    """The network, recording the size of every batch it is given."""
+
+    def __init__(self, net: RetinaFaceNet) -> None:
+        super().__init__()
+        self.net, self.shapes = net, []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.net(x)
+
+
+def test_long_side_upscales_small_frames_and_maps_boxes_back(random_net, rng):
+    """SBI runs the detector at a 2048 px long side: a 64x80 frame at long_side=160 runs at 128x160,
+    and every box/keypoint comes back in the 64x80 frame (anchors of 16 px are 8 px there)."""
+    image = images(rng)[0]
+    detector = constant_head_detector(random_net, score_threshold=0.7, long_side=160)
+    detector.net = spy = _InputSpy(detector.net)
+    detections = detector.detect(image)
+    assert spy.shapes == [(1, 3, 128, 160)]
+    assert detections
+    priors = prior_boxes(128, 160).numpy() / 2  # network pixels -> frame pixels
+    anchor_boxes = np.concatenate([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], axis=1)
+    anchor_boxes = np.clip(anchor_boxes, 0, [80, 64, 80, 64])
+    for det in detections:
+        assert 0 <= det.box[0] < det.box[2] <= 80 and 0 <= det.box[1] < det.box[3] <= 64
+        assert np.abs(anchor_boxes - det.box).max(axis=1).min() < 1e-3
+        assert np.abs(priors[:, :2] - det.keypoints[0]).max(axis=1).min() < 1e-3
+    unclipped = [d for d in detections if d.box[0] > 0 and d.box[1] > 0 and d.box[2] < 80 and d.box[3] < 64]
+    assert unclipped and {round(2 * d.width) for d in unclipped} <= {16, 32, 64, 128}  # anchors at half scale
+    # a large frame goes down to long_side, and max_side caps whatever long_side asks
+    assert detector.working_side(1080, 1920) == 160
+    assert RetinaFaceDetector.from_network(random_net, device="cpu", long_side=2048, max_side=1024).working_side(64, 80) == 1024
+    with pytest.raises(ValueError, match="long_side"):
+        RetinaFaceDetector(weights_path="x.pth", long_side=-1)
 
 
 def test_prior_order_and_count_match_network_outputs(random_net):

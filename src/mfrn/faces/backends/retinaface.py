@@ -7,7 +7,10 @@ torchvision ResNet-50 (``body.conv1`` ... ``body.layer4``), FPN (``fpn.output1..
 (``ClassHead.i``, ``BboxHead.i``, ``LandmarkHead.i``), two anchors per location.
 
 Inputs follow the checkpoint: BGR pixel values minus the mean (104, 117, 123), no scaling.
-Images of one batch are padded (bottom/right) to a common size and run through the network at once.
+Each image is first resized so that its longer side is ``long_side`` pixels (SBI: 2048; small frames
+are up-scaled, which is what finds their small faces), and the boxes and keypoints are mapped back to
+the image as given. Images of one batch are padded (bottom/right) to a common size and run through
+the network at once.
 """
 
 from __future__ import annotations
@@ -187,10 +190,12 @@ class RetinaFaceConfig:
 
     weights_path: str = ""  # Resnet50_Final.pth (required)
     device: str = ""  # "" = cuda if available, else cpu
-    # interpretation: SBI keeps detections above 0.7 with NMS 0.4 (the retinaface package's defaults it calls)
+    # SBI keeps detections above 0.7 with NMS 0.4 (the defaults of the retinaface package it calls)
     score_threshold: float = 0.7
     nms_threshold: float = 0.4
-    max_side: int = 0  # >0: images whose longer side exceeds it are down-scaled before the network
+    # SBI runs the network on frames resized to a 2048 px longer side, up or down; 0 = as given
+    long_side: int = 2048
+    max_side: int = 0  # >0: a cap on the working size (images are never run larger than this)
     min_sizes: tuple[tuple[int, int], ...] = ((16, 32), (64, 128), (256, 512))
     steps: tuple[int, ...] = (8, 16, 32)
     variances: tuple[float, float] = (0.1, 0.2)
@@ -209,6 +214,7 @@ class RetinaFaceDetector(FaceDetector):
         device: str | torch.device | None = None,
         score_threshold: float = 0.7,
         nms_threshold: float = 0.4,
+        long_side: int = 2048,
         max_side: int = 0,
         min_sizes: Sequence[Sequence[int]] = ((16, 32), (64, 128), (256, 512)),
         steps: Sequence[int] = (8, 16, 32),
@@ -217,11 +223,13 @@ class RetinaFaceDetector(FaceDetector):
     ) -> None:
         if not weights_path:
             raise ValueError(f"no weights_path given. {CHECKPOINT_HELP}")
+        if long_side < 0 or max_side < 0:
+            raise ValueError(f"long_side ({long_side}) and max_side ({max_side}) must be >= 0 (0 = off)")
         if len(min_sizes) != len(steps) or len({len(sizes) for sizes in min_sizes}) != 1:
             raise ValueError(f"min_sizes {min_sizes} must give one equally long list of sizes per step {steps}")
         self.config = RetinaFaceConfig(
             weights_path=str(weights_path), device=str(device or ""), score_threshold=float(score_threshold),
-            nms_threshold=float(nms_threshold), max_side=int(max_side),
+            nms_threshold=float(nms_threshold), long_side=int(long_side), max_side=int(max_side),
             min_sizes=tuple(tuple(int(s) for s in sizes) for sizes in min_sizes), steps=tuple(int(s) for s in steps),
             variances=(float(variances[0]), float(variances[1])), top_k=int(top_k),
         )
@@ -265,6 +273,11 @@ class RetinaFaceDetector(FaceDetector):
             for i in range(len(images))
         ]
 
+    def working_side(self, height: int, width: int) -> int:
+        """The longer side an image of this size is run at: ``long_side`` (0: its own), capped by ``max_side``."""
+        side = self.config.long_side or max(height, width)
+        return min(side, self.config.max_side) if self.config.max_side > 0 else side
+
     def _prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[float, float]]]:
         tensors, scales = [], []
         for index, image in enumerate(images):
@@ -274,10 +287,12 @@ class RetinaFaceDetector(FaceDetector):
             pixels = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float()
             height, width = image.shape[:2]
             scale = (1.0, 1.0)
-            if self.config.max_side > 0 and max(height, width) > self.config.max_side:
-                factor = self.config.max_side / max(height, width)
+            target = self.working_side(height, width)
+            if target != max(height, width):
+                factor = target / max(height, width)
                 size = (max(1, round(height * factor)), max(1, round(width * factor)))
-                pixels = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+                pixels = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False,
+                                       antialias=factor < 1)[0]
                 scale = (size[1] / width, size[0] / height)
             mean = torch.tensor(BGR_MEAN, device=self.device)[:, None, None]
             tensors.append(pixels.flip(0) - mean)  # RGB -> BGR, minus the checkpoint's mean
