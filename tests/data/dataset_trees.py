@@ -19,7 +19,7 @@ def touch(path: Path, size: int = 4) -> Path:
 
 def build_ffpp(
     root: Path,
-    compression: str = "c23",
+    compression: str = "raw",
     methods: Sequence[str] = FFPP_FOUR,
     pairs: dict[str, list[tuple[str, str]]] | None = None,
     with_splits: bool = True,

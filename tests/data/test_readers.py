@@ -38,7 +38,7 @@ def assert_well_formed(records):
 
 # -- FaceForensics++ ---------------------------------------------------------------------------
 def test_ffpp_keys_labels_and_pair_splits(tmp_path):
-    reader = build_reader("ffpp", build_ffpp(tmp_path), compression="c23")
+    reader = build_reader("ffpp", build_ffpp(tmp_path, compression="c23"), compression="c23")
     records = list(reader.records())
     assert_well_formed(records)
     keys = {r.key: r for r in records}
@@ -62,7 +62,7 @@ def test_ffpp_keys_labels_and_pair_splits(tmp_path):
 def test_ffpp_streams_sorted_and_deterministic(tmp_path):
     reader = build_reader("ffpp", build_ffpp(tmp_path))
     stream = reader.records()
-    assert next(stream).key == "ffpp/original/c23/000"  # an iterator, not a list
+    assert next(stream).key == "ffpp/original/raw/000"  # an iterator, not a list
     first, second = [r.key for r in reader.records()], [r.key for r in reader.records()]
     assert first == second
     for method in ("original", "Deepfakes"):
@@ -91,10 +91,26 @@ def test_ffpp_methods_subset_and_faceshifter(tmp_path):
 
 def test_ffpp_video_in_no_split_file_is_skipped_with_a_warning(tmp_path):
     root = build_ffpp(tmp_path)
-    touch(root / "original_sequences/youtube/c23/videos/999.mp4")
+    touch(root / "original_sequences/youtube/raw/videos/999.mp4")
     reader = build_reader("ffpp", root)
-    assert "ffpp/original/c23/999" not in by_key(reader)
+    assert "ffpp/original/raw/999" not in by_key(reader)
     assert any("999" in w and "no split file" in w for w in reader.warnings)
+
+
+def test_ffpp_defaults_to_raw_as_sbi_and_names_the_compression_a_tree_holds(tmp_path):
+    """SBI trains and tests on raw (c0): that is the reader's default; a c23-only tree says how to read it."""
+    import inspect
+
+    from mfrn.data.readers.ffpp import FFPPReader
+
+    assert inspect.signature(FFPPReader).parameters["compression"].default == "raw"
+    reader = build_reader("ffpp", build_ffpp(tmp_path / "raw"))
+    assert reader.compression == "raw" and "original" not in reader.missing
+    assert {r.compression for r in reader.records()} == {"raw"}
+    only_c23 = build_reader("ffpp", build_ffpp(tmp_path / "c23", compression="c23"))
+    assert "original" in only_c23.missing and list(only_c23.records()) == []
+    assert any("this tree holds c23: pass compression=c23" in w for w in only_c23.warnings)
+    assert {r.compression for r in build_reader("ffpp", tmp_path / "c23", compression="c23").records()} == {"c23"}
 
 
 def test_ffpp_without_split_files_says_where_they_come_from(tmp_path):

@@ -59,8 +59,8 @@ def test_ffpp_counts_missing_files_and_optional_subsets(tmp_path):
     # Named by the split files but absent on disk: listed by path.
     assert report.missing_files_total == 2
     assert set(report.missing_files) == {
-        root / "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4",
-        root / "original_sequences/youtube/c23/videos/005.mp4",
+        root / "manipulated_sequences/Deepfakes/raw/videos/000_003.mp4",
+        root / "original_sequences/youtube/raw/videos/005.mp4",
     }
     # FaceShifter is optional: reported, not counted against the dataset.
     assert "FaceShifter" in report.missing_optional

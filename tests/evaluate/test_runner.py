@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ffpp_tree(sample_media, tmp_path_factory):
     """FF++ (c23) with the test pair 004/005: real sample videos in place of every test video, one corrupt."""
-    root = build_ffpp(tmp_path_factory.mktemp("ffpp"), methods=("Deepfakes", "FaceSwap"), with_masks=False)
+    root = build_ffpp(tmp_path_factory.mktemp("ffpp"), "c23", methods=("Deepfakes", "FaceSwap"), with_masks=False)
     from mfrn.data.readers import build_reader
 
     records = list(build_reader("ffpp", root, compression="c23").records("test"))
@@ -54,7 +54,10 @@ def test_eval_scores_every_video_writes_tables_and_resumes(ffpp_tree, tiny_check
     for name in ("cross_manipulation.md", "cross_manipulation.csv", "cross_dataset.md", "roc.png"):
         assert (out / name).is_file(), name
     table = (out / "cross_manipulation.md").read_text(encoding="utf-8")
-    assert "Deepfakes" in table and "99.92" in table  # the paper's FF++ number beside the measured one
+    assert "Deepfakes" in table and "| all (DF+FS) |" in table
+    # the compression of the scored videos reaches the saved table: c23 here, not SBI's raw
+    assert "### Cross-manipulation (ffpp, c23)" in table and "c23 videos; SBI trains and tests on raw (c0)" in table
+    assert "| ffpp (c23) |" in (out / "cross_dataset.md").read_text(encoding="utf-8")
     # a second run resumes: nothing is scored again
     assert main(args) == 0
     assert "0 scored" in capsys.readouterr().out
@@ -135,7 +138,7 @@ def test_wrong_checkpoints_get_clear_errors(tmp_path, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def ffpp_tree_with_masks(sample_media, tmp_path_factory):
     """FF++ Deepfakes test pair with real videos, and a mask video per fake (a real video stands in)."""
-    root = build_ffpp(tmp_path_factory.mktemp("ffpp_masks"), methods=("Deepfakes",), with_masks=True)
+    root = build_ffpp(tmp_path_factory.mktemp("ffpp_masks"), "c23", methods=("Deepfakes",), with_masks=True)
     from mfrn.data.readers import build_reader
 
     records = list(build_reader("ffpp", root, compression="c23").records("test"))

@@ -9,37 +9,40 @@ from sklearn.metrics import roc_auc_score
 
 from mfrn.evaluate.protocol import ProtocolConfig
 from mfrn.evaluate.scores import FrameScoreWriter, ScoreWriter, VideoResult
-from mfrn.evaluate.tables import ALL, cross_dataset_table, cross_manipulation_table, evaluate_scores
+from mfrn.evaluate.tables import ALL, SBI_ALL, cross_dataset_table, cross_manipulation_table, evaluate_scores
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap")
 
 
-def _write_ffpp(path, rng, frame_path=None):
+FIVE = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+
+
+def _write_ffpp(path, rng, frame_path=None, methods=METHODS, compression="c23"):
     """Reals around 0.3; Deepfakes perfectly separated, the others overlapping more and more."""
-    shift = {"Deepfakes": 0.6, "Face2Face": 0.2, "FaceSwap": 0.05}
-    truth: dict[str, list[tuple[int, float]]] = {m: [] for m in METHODS}
+    shift = {"Deepfakes": 0.6, "Face2Face": 0.2, "FaceSwap": 0.05, "NeuralTextures": 0.1, "FaceShifter": -0.1}
+    truth: dict[str, list[tuple[int, float]]] = {m: [] for m in methods}
     reals = []
     frames = FrameScoreWriter(frame_path) if frame_path else None
     with ScoreWriter(path, protocol=ProtocolConfig()) as writer:
         for i in range(12):
             score = 0.3 + 0.2 * rng.random()
             reals.append(score)
-            writer.write(VideoResult(f"ffpp/youtube/c23/{i:03d}", "ffpp", "youtube", 0, score, 2, 2,
+            writer.write(VideoResult(f"ffpp/youtube/{compression}/{i:03d}", "ffpp", "youtube", 0, score, 2, 2,
                                      frame_scores=[score - 0.01, score + 0.01]))
             if frames:
-                frames.write_video(f"ffpp/youtube/c23/{i:03d}", [0, 5], [score - 0.01, score + 0.01])
-        for method in METHODS:
+                frames.write_video(f"ffpp/youtube/{compression}/{i:03d}", [0, 5], [score - 0.01, score + 0.01])
+        for method in methods:
             for i in range(10):
                 score = 0.3 + shift[method] + 0.2 * rng.random()
                 truth[method].append(score)
                 # the same id under several methods: keys must stay distinct
-                writer.write(VideoResult(f"ffpp/{method}/c23/{i:03d}_{i + 1:03d}", "ffpp", method, 1, score, 2, 2,
-                                         frame_scores=[score, score]))
+                writer.write(VideoResult(f"ffpp/{method}/{compression}/{i:03d}_{i + 1:03d}", "ffpp", method, 1, score,
+                                         2, 2, frame_scores=[score, score]))
                 if frames:
-                    frames.write_video(f"ffpp/{method}/c23/{i:03d}_{i + 1:03d}", [0, 5], [score, score])
-        writer.write(VideoResult("ffpp/youtube/c23/900", "ffpp", "youtube", 0, 0.5, 2, 0, no_face=True,
+                    frames.write_video(f"ffpp/{method}/{compression}/{i:03d}_{i + 1:03d}", [0, 5], [score, score])
+        writer.write(VideoResult(f"ffpp/youtube/{compression}/900", "ffpp", "youtube", 0, 0.5, 2, 0, no_face=True,
                                  frame_scores=[None, None]))
-        writer.write(VideoResult("ffpp/Deepfakes/c23/901_902", "ffpp", "Deepfakes", 1, float("nan"),
+        writer.write(VideoResult(f"ffpp/Deepfakes/{compression}/901_902", "ffpp", "Deepfakes", 1, float("nan"),
                                  status="failed", reason="cannot decode"))
     if frames:
         frames.close()
@@ -85,14 +88,67 @@ def test_cross_manipulation_table(tmp_path, rng):
     assert "1 x cannot decode" in md
     rows = list(csv.DictReader(io.StringIO(table.csv)))
     by_method = {r["method"]: r for r in rows}
-    assert set(by_method) == {ALL, *METHODS}
+    assert set(by_method) == {"all (DF+F2F+FS)", *METHODS}
     assert by_method["Deepfakes"]["video AUC"] == "100.00"
     assert by_method["Deepfakes"]["paper video AUC"] == "100.00"
-    assert by_method[ALL]["paper video AUC"] == "99.92"
+    # three methods are not SBI's four-method "all": the paper's FF++ number does not belong beside them
+    assert by_method["all (DF+F2F+FS)"]["paper video AUC"] == "n/a"
     assert by_method["Face2Face"]["paper video AUC"] == "n/a"
     assert all(r["SBI video AUC"] == "n/a" for r in rows)
     md_path, csv_path = table.save(tmp_path / "out" / "cross_manip")
     assert md_path.read_text() == md and csv_path.read_text() == table.csv
+
+
+def test_cross_manipulation_reports_sbi_all_faceshifter_and_all_five(tmp_path, rng):
+    """SBI's "all" is DF, F2F, FS, NT: its own row (with the paper's FF++ number), FaceShifter on its
+    own, and all five together, each labelled; the c23 videos are named in the title and the notes."""
+    reals, truth = _write_ffpp(tmp_path / "ffpp.csv", rng, methods=FIVE)
+    summary = evaluate_scores(tmp_path / "ffpp.csv", bootstrap=0)
+    assert [m.method for m in summary.methods] == [ALL, SBI_ALL, *sorted(FIVE)]
+    assert summary.compression == "c23"
+    table = cross_manipulation_table(summary)
+    by_method = {r["method"]: r for r in csv.DictReader(io.StringIO(table.csv))}
+    assert list(by_method) == ["all (DF+F2F+FS+NT+FSh)", "all (DF+F2F+FS+NT)", *sorted(FIVE)]
+    four = [s for m in FIVE[:4] for s in truth[m]]
+    expected_four = roc_auc_score([0] * 13 + [1] * 40, reals + four)
+    assert by_method["all (DF+F2F+FS+NT)"]["video AUC"] == f"{100 * expected_four:.2f}"
+    assert (by_method["all (DF+F2F+FS+NT)"]["n_real"], by_method["all (DF+F2F+FS+NT)"]["n_fake"]) == ("13", "40")
+    expected_five = roc_auc_score([0] * 13 + [1] * 50, reals + four + truth["FaceShifter"])
+    assert by_method["all (DF+F2F+FS+NT+FSh)"]["video AUC"] == f"{100 * expected_five:.2f}"
+    assert by_method["all (DF+F2F+FS+NT)"]["paper video AUC"] == "99.92"
+    assert by_method["all (DF+F2F+FS+NT+FSh)"]["paper video AUC"] == "n/a"
+    assert by_method["FaceShifter"]["paper video AUC"] == "n/a" and by_method["FaceShifter"]["n_fake"] == "10"
+    assert by_method["Deepfakes"]["paper video AUC"] == "100.00"
+    assert table.title == "Cross-manipulation (ffpp, c23)"
+    assert any("c23 videos; SBI trains and tests on raw (c0)" in note for note in table.notes)
+    assert any("SBI's 'all'" in note and "adds FaceShifter" in note for note in table.notes)
+
+    # the cross-dataset table shows both FF++ groups, each beside its own number, and the compression
+    cdf = tmp_path / "cdf.csv"
+    with ScoreWriter(cdf, protocol=ProtocolConfig()) as writer:
+        for i in range(6):
+            writer.write(VideoResult(f"celebdf_v2/x/raw/{i}", "celebdf_v2", "x" if i % 2 else "original", i % 2,
+                                     0.2 + 0.5 * (i % 2)))
+    rows = {r["dataset"]: r for r in csv.DictReader(io.StringIO(
+        cross_dataset_table({"ffpp": summary, "celebdf_v2": evaluate_scores(cdf, bootstrap=0)}).csv))}
+    assert set(rows) == {"ffpp (c23): all (DF+F2F+FS+NT+FSh)", "ffpp (c23): all (DF+F2F+FS+NT)", "celebdf_v2"}
+    assert rows["ffpp (c23): all (DF+F2F+FS+NT)"]["paper video AUC"] == "99.92"
+    assert rows["ffpp (c23): all (DF+F2F+FS+NT+FSh)"]["paper video AUC"] == "n/a"
+    assert rows["celebdf_v2"]["SBI video AUC"] == "93.18"
+
+
+def test_four_methods_without_faceshifter_are_sbis_all(tmp_path, rng):
+    _write_ffpp(tmp_path / "ffpp.csv", rng, methods=FIVE[:4], compression="raw")
+    summary = evaluate_scores(tmp_path / "ffpp.csv", bootstrap=0)
+    assert [m.method for m in summary.methods] == [ALL, *sorted(FIVE[:4])]  # "all" is SBI's four: one row
+    table = cross_manipulation_table(summary)
+    by_method = {r["method"]: r for r in csv.DictReader(io.StringIO(table.csv))}
+    assert by_method["all (DF+F2F+FS+NT)"]["paper video AUC"] == "99.92"
+    assert table.title == "Cross-manipulation (ffpp, raw)"
+    assert any("raw (c0) videos, as SBI" in note for note in table.notes)
+    assert any("FaceShifter was not among the scored videos" in note for note in table.notes)
+    rows = list(csv.DictReader(io.StringIO(cross_dataset_table({"ffpp": summary}).csv)))
+    assert [r["dataset"] for r in rows] == ["ffpp (raw): all (DF+F2F+FS+NT)"] and rows[0]["paper video AUC"] == "99.92"
 
 
 def test_cross_dataset_table_with_reference_numbers(tmp_path, rng):

@@ -16,15 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
+from mfrn.data.readers.ffpp import FFPP_ORIGINAL_METHODS
+from mfrn.data.records import parse_key
 from mfrn.evaluate.metrics import BinaryMetrics, binary_metrics
 from mfrn.evaluate.scores import VideoResult, read_frame_scores, read_meta, read_scores
 
-ALL = "all"
+ALL = "all"  # every fake method of the dataset against all its reals (FF++: all five when FaceShifter is there)
+METHOD_ABBREVIATIONS = {"Deepfakes": "DF", "Face2Face": "F2F", "FaceSwap": "FS", "NeuralTextures": "NT",
+                        "FaceShifter": "FSh"}
+# SBI's "all" on FF++: the four original methods against the real test videos (no FaceShifter)
+SBI_ALL = "all (" + "+".join(METHOD_ABBREVIATIONS[m] for m in FFPP_ORIGINAL_METHODS) + ")"
+RAW = ("raw", "c0")
 
-# Video-level AUC (%) as published. SBI: Shiohara & Yamasaki, CVPR 2022, Table 2 (trained on FF++ raw).
+# Video-level AUC (%) as published, on raw (c0) FF++ training videos. SBI: Shiohara & Yamasaki, CVPR 2022, Table 2.
 SBI_VIDEO_AUC = {"CDF": 93.18, "DFD": 97.56, "DFDC": 72.42, "DFDCP": 86.15, "FFIW": 84.83}
 # The paper (arXiv 2312.08020) as summarised in method.md: FF++ Deepfakes and FF++ overall.
-PAPER_VIDEO_AUC = {("FF++", "Deepfakes"): 100.0, ("FF++", ALL): 99.92}
+# interpretation: the paper follows SBI's protocol, so its "FF++ overall" is SBI's four-method "all"
+PAPER_VIDEO_AUC = {("FF++", "Deepfakes"): 100.0, ("FF++", SBI_ALL): 99.92}
 
 _DATASET_ALIASES = {
     "cdf": "CDF", "celebdf": "CDF", "celebdfv2": "CDF",
@@ -48,6 +56,22 @@ class MethodResult:
     method: str
     video: BinaryMetrics
     frame: BinaryMetrics | None = None  # None when no frame-level scores were available
+    fake_methods: tuple[str, ...] = ()  # the fake methods this row scores against the reals
+
+    def label(self) -> str:
+        """The row's name in a table; a group of several methods lists them (``all (DF+F2F+FS+NT)``)."""
+        if self.method not in (ALL, SBI_ALL) or not self.fake_methods:
+            return self.method
+        if not set(self.fake_methods) <= set(METHOD_ABBREVIATIONS):
+            return self.method
+        ordered = [m for m in METHOD_ABBREVIATIONS if m in self.fake_methods]
+        return "all (" + "+".join(METHOD_ABBREVIATIONS[m] for m in ordered) + ")"
+
+    def reference_key(self) -> str:
+        """The name its published numbers are filed under: SBI_ALL for exactly the four original methods."""
+        if self.method in (ALL, SBI_ALL) and set(self.fake_methods) == set(FFPP_ORIGINAL_METHODS):
+            return SBI_ALL
+        return self.method
 
 
 @dataclass
@@ -58,8 +82,28 @@ class EvalSummary:
     n_scored: int  # status "ok"
     n_failed: int  # status "failed": left out of every metric
     n_no_face: int  # scored with the protocol's no-face score, included in the metrics
-    methods: list[MethodResult] = field(default_factory=list)  # ALL first
+    methods: list[MethodResult] = field(default_factory=list)  # ALL first, then SBI_ALL (FF++), then each method
     failed_reasons: dict[str, int] = field(default_factory=dict)
+    compressions: list[str] = field(default_factory=list)  # as the video keys name them (FF++: raw, c23, c40)
+
+    @property
+    def compression(self) -> str:
+        """What the table says about the videos' compression: "" where the dataset has no such choice
+        (every reader but FF++/DFD writes "raw"), else e.g. "c23"."""
+        named = [c for c in self.compressions if c not in RAW]
+        if named:
+            return "+".join(named) + (" and raw" if len(named) < len(self.compressions) else "")
+        if self.compressions and canonical_dataset(self.dataset) in ("FF++", "DFD"):
+            return "raw"
+        return ""
+
+    def compression_note(self) -> str | None:
+        if not self.compression:
+            return None
+        if self.compression == "raw":
+            return f"{self.dataset}: raw (c0) videos, as SBI trains and tests"
+        return (f"{self.dataset}: {self.compression} videos; SBI trains and tests on raw (c0), and the published "
+                "numbers beside them are for raw")
 
     def method(self, name: str) -> MethodResult:
         for result in self.methods:
@@ -126,17 +170,32 @@ def summarize(
         reasons[r.reason or "unknown"] = reasons.get(r.reason or "unknown", 0) + 1
     summary = EvalSummary(
         dataset=dataset, protocol=protocol, n_videos=len(results), n_scored=len(ok), n_failed=len(failed),
-        n_no_face=sum(r.no_face for r in ok), failed_reasons=reasons,
+        n_no_face=sum(r.no_face for r in ok), failed_reasons=reasons, compressions=_compressions(results),
     )
     reals = [r for r in ok if r.label == 0]
     fakes = [r for r in ok if r.label == 1]
-    summary.methods.append(MethodResult(ALL, *_metrics_for(ok, frame_scores, bootstrap, seed)))
     methods = sorted({r.method for r in fakes})
+    summary.methods.append(MethodResult(ALL, *_metrics_for(ok, frame_scores, bootstrap, seed), tuple(methods)))
+    if canonical_dataset(dataset) == "FF++" and set(FFPP_ORIGINAL_METHODS) < set(methods):
+        # FaceShifter (or another method) beside the four: SBI's "all" is its own row
+        subset = reals + [r for r in fakes if r.method in FFPP_ORIGINAL_METHODS]
+        summary.methods.append(MethodResult(SBI_ALL, *_metrics_for(subset, frame_scores, bootstrap, seed),
+                                            FFPP_ORIGINAL_METHODS))
     if len(methods) > 1:
         for method in methods:
             subset = reals + [r for r in fakes if r.method == method]
-            summary.methods.append(MethodResult(method, *_metrics_for(subset, frame_scores, bootstrap, seed)))
+            summary.methods.append(MethodResult(method, *_metrics_for(subset, frame_scores, bootstrap, seed), (method,)))
     return summary
+
+
+def _compressions(results: list[VideoResult]) -> list[str]:
+    found = set()
+    for result in results:
+        try:
+            found.add(parse_key(result.key)[2])
+        except ValueError:  # a key that is not dataset/method/compression/id names no compression
+            continue
+    return sorted(found)
 
 
 def evaluate_scores(
@@ -232,30 +291,58 @@ _COMMON_NOTE = ("all metrics in %; AUC/AP/EER from scikit-learn (EER interpolate
                 "reference columns are published numbers, not re-measured")
 
 
+def _title(text: str, summary: EvalSummary) -> str:
+    return f"{text} ({summary.dataset}, {summary.compression})" if summary.compression else f"{text} ({summary.dataset})"
+
+
+def _paper(dataset: str, result: MethodResult) -> float | None:
+    return PAPER_VIDEO_AUC.get((dataset, result.reference_key()))
+
+
+def _sbi(dataset: str, result: MethodResult) -> float | None:
+    # SBI's cross-dataset numbers are for all of a dataset's fakes; FF++ rows have none filed here
+    return SBI_VIDEO_AUC.get(dataset) if result.method == ALL else None
+
+
+def _groups_note(summary: EvalSummary) -> str | None:
+    """How the FF++ "all" rows differ: SBI's four methods, and every method scored."""
+    if canonical_dataset(summary.dataset) != "FF++":
+        return None
+    present = set(summary.overall.fake_methods)
+    note = f"{SBI_ALL} is SBI's 'all' (the four original FF++ methods); the paper's FF++ number belongs to it"
+    if "FaceShifter" in present:
+        return note + f"; {summary.overall.label()} adds FaceShifter, which SBI does not report"
+    return note + "; FaceShifter was not among the scored videos (no FaceShifter or all-five row)"
+
+
 def cross_manipulation_table(summary: EvalSummary) -> Table:
-    """FF++ test: each manipulation method against the real test videos, and all together."""
+    """FF++ test: each manipulation method against the real test videos; SBI's "all" (DF, F2F, FS, NT),
+    FaceShifter on its own, and all five together, each labelled and beside its own published number."""
     dataset = canonical_dataset(summary.dataset)
     rows = []
     for result in summary.methods:
-        paper = PAPER_VIDEO_AUC.get((dataset, result.method))
-        rows.append([result.method] + _metric_cells(result) + [_ref(paper), "n/a"])
-    notes = [summary.protocol, summary.measurement_note(), _COMMON_NOTE,
-             "each method row: that method's fake videos vs all real test videos"]
-    return Table(f"Cross-manipulation ({summary.dataset})", ["method"] + METRIC_COLUMNS +
+        rows.append([result.label()] + _metric_cells(result) + [_ref(_paper(dataset, result)), _ref(_sbi(dataset, result))])
+    notes = [note for note in (summary.protocol, summary.compression_note(), summary.measurement_note(),
+                               _COMMON_NOTE, _groups_note(summary)) if note]
+    notes.append("each method row: that method's fake videos vs all real test videos")
+    return Table(_title("Cross-manipulation", summary), ["method"] + METRIC_COLUMNS +
                  ["paper video AUC", "SBI video AUC"], rows, notes)
 
 
 def cross_dataset_table(summaries: dict[str, EvalSummary]) -> Table:
-    """One row per test dataset (all its fakes against all its reals)."""
+    """One row per test dataset (all its fakes against all its reals); FF++ adds SBI's four-method row."""
     rows = []
     notes: list[str] = []
     protocols = sorted({s.protocol for s in summaries.values()})
     notes += protocols
     for name, summary in summaries.items():
         dataset = canonical_dataset(name)
-        rows.append([name] + _metric_cells(summary.overall) +
-                    [_ref(PAPER_VIDEO_AUC.get((dataset, ALL))), _ref(SBI_VIDEO_AUC.get(dataset))])
-        notes.append(summary.measurement_note())
+        shown = f"{name} ({summary.compression})" if summary.compression else name
+        results = [summary.overall] + [m for m in summary.methods if m.method == SBI_ALL]
+        for result in results:
+            label = shown if len(results) == 1 and result.reference_key() != SBI_ALL else f"{shown}: {result.label()}"
+            rows.append([label] + _metric_cells(result) + [_ref(_paper(dataset, result)), _ref(_sbi(dataset, result))])
+        notes += [note for note in (summary.compression_note(), summary.measurement_note(), _groups_note(summary)) if note]
     notes.append(_COMMON_NOTE)
     if len(protocols) > 1:
         notes.append("WARNING: the datasets were scored under different protocols (see above)")

@@ -1,6 +1,6 @@
 """Benchmark readers, one module per dataset, registered by name in ``READERS``.
 
-``build_reader("ffpp", root, compression="c23")`` reads a layout as its publisher ships it;
+``build_reader("ffpp", root, compression="raw")`` reads a layout as its publisher ships it;
 ``detect_dataset(root)`` guesses the name from the folders it finds."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class DatasetConfig:
 
     name: str = "ffpp"
     root: str = ""
-    compression: str = ""  # ffpp: c23 by default; dfd: raw by default
+    compression: str = ""  # ffpp and dfd: raw (c0) by default, as SBI trains and tests; c23 / c40 a switch
     methods: list[str] = field(default_factory=list)  # ffpp: empty = all five methods
     splits_dir: str = ""  # ffpp: searched in ROOT/splits, ROOT/dataset/splits, ROOT
     csv_file: str = ""  # folder: optional path,label[,split] CSV

@@ -18,7 +18,9 @@ from mfrn.data.records import FAKE, REAL, SPLITS, UNSPLIT, VideoRecord, make_rec
 
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 FFPP_OPTIONAL_METHODS = ("FaceShifter",)  # added to FF++ later; many copies lack it
-FFPP_MASKED_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+# The four methods of the original FF++ release: SBI's "all" (FaceShifter is not part of it)
+FFPP_ORIGINAL_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+FFPP_MASKED_METHODS = FFPP_ORIGINAL_METHODS
 # FF++'s download script names the uncompressed version "raw"; papers call it c0.
 COMPRESSION_FOLDERS = {"raw": ("raw", "c0"), "c0": ("raw", "c0"), "c23": ("c23",), "c40": ("c40",)}
 # Published: 1,000 videos per method and per compression; split files hold 360/70/70 id pairs.
@@ -34,6 +36,14 @@ SPLITS_HELP = (
 def _check_compression(compression: str) -> None:
     if compression not in COMPRESSION_FOLDERS:
         raise ValueError(f"unknown compression {compression!r}; expected one of {tuple(COMPRESSION_FOLDERS)}")
+
+
+def _other_compressions(folder: Path) -> str:
+    """"; this tree holds c23: pass compression=c23" when the asked compression is absent but others are there."""
+    present = sorted(name for name in ("raw", "c0", "c23", "c40") if (folder / name / "videos").is_dir())
+    if not present:
+        return ""
+    return f"; this tree holds {', '.join(present)}: pass compression={present[0]} (--reader-option compression={present[0]})"
 
 
 def _mask_path(mask_dir: Path | None, video_id: str) -> Path | None:
@@ -64,7 +74,7 @@ def load_ffpp_splits(splits_dir: Path) -> dict[str, list[tuple[str, str]]]:
 
 @READERS.register("ffpp")
 class FFPPReader(DatasetReader):
-    """FaceForensics++ at one compression. Keys: ``ffpp/original/c23/000``,
+    """FaceForensics++ at one compression (raw by default). Keys: ``ffpp/original/raw/000``,
     ``ffpp/Deepfakes/c23/000_003``. Reals ``a``, ``b`` and fakes ``a_b``, ``b_a`` take the split of
     the pair ``[a, b]``; without split files every video is ``unsplit`` (and a warning says where
     the files come from)."""
@@ -74,7 +84,7 @@ class FFPPReader(DatasetReader):
     def __init__(
         self,
         root: Path | str,
-        compression: str = "c23",  # interpretation: SBI trains and tests on c23 (HQ)
+        compression: str = "raw",  # SBI trains and tests on raw (c0); c23 (HQ) and c40 (LQ) are a switch
         methods: Sequence[str] | None = None,
         splits_dir: Path | str | None = None,
         masks: bool = True,
@@ -90,7 +100,7 @@ class FFPPReader(DatasetReader):
         self.compression = resolve_compression(originals, compression, COMPRESSION_FOLDERS)
         self.original_dir = originals / self.compression / "videos"
         if not self.original_dir.is_dir():
-            self._missing("original", f"{self.original_dir}: FF++ real videos not found")
+            self._missing("original", f"{self.original_dir}: FF++ real videos not found{_other_compressions(originals)}")
         self.method_dirs: dict[str, Path] = {}
         self.mask_dirs: dict[str, Path | None] = {}
         for method in self.methods:
@@ -211,7 +221,7 @@ class DFDReader(DatasetReader):
         self.mask_dir: Path | None = None
         for subset, folder in (("original", self.original_dir), (self.METHOD, self.fake_dir)):
             if not folder.is_dir():
-                self._missing(subset, f"{folder}: DFD {subset} videos not found")
+                self._missing(subset, f"{folder}: DFD {subset} videos not found{_other_compressions(folder.parent.parent)}")
         if masks:
             mask_dir = method_root / "masks" / "videos"
             if mask_dir.is_dir():
