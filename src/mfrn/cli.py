@@ -17,21 +17,27 @@ def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="detect faces and landmarks in videos/images; write crops + manifest")
     p.add_argument("inputs", nargs="*", type=Path, help="videos, images, folders or .txt lists of paths")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (manifest + crops)")
+    p.add_argument("-c", "--config", type=Path,
+                   help="a training config whose prepare: section gives the settings below (options given here win)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. prepare.n_frames=8 (repeatable)")
     p.add_argument("--dataset", help="read a benchmark with this reader (e.g. ffpp, celebdf_v2) from --root")
     p.add_argument("--root", type=Path, help="dataset root for --dataset")
-    p.add_argument("--split", help="only this split of --dataset (train/val/test)")
+    p.add_argument("--split", help="only these splits of --dataset, comma-separated (e.g. train,val)")
+    p.add_argument("--real-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="prepare only the real videos of --dataset (training needs no fake video)")
     p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the dataset reader, e.g. compression=c23 (repeatable)")
-    p.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32)")
-    p.add_argument("--detector", default="dlib", help="face detector backend: dlib | mtcnn | retinaface")
-    p.add_argument("--landmarker", default="dlib", help="landmark backend: dlib | dlib81")
+                   help="option for the dataset reader, e.g. compression=raw (repeatable)")
+    p.add_argument("--frames", type=int, default=None, help="evenly spaced frames per video (default 32)")
+    p.add_argument("--detector", default=None, help="face detector backend: dlib (default) | mtcnn | retinaface")
+    p.add_argument("--landmarker", default=None, help="landmark backend: dlib (default) | dlib81")
     p.add_argument("--detector-weights", type=Path, help="weights file for the detector (retinaface: Resnet50_Final.pth)")
     p.add_argument("--landmarker-weights", type=Path, help="shape predictor file (dlib81: shape_predictor_81_face_landmarks.dat)")
     p.add_argument("--device", help="device for GPU-capable detectors (cpu, cuda)")
     p.add_argument("-j", "--workers", type=int, default=1, help="worker processes (each loads the models once)")
     p.add_argument("--shard", help="i/n: process only shard i of n (split the work across machines)")
     p.add_argument("--retry-failed", action="store_true", help="process again items recorded as failed")
-    p.add_argument("--crop-format", choices=("png", "jpg"), default="png")
+    p.add_argument("--crop-format", choices=("png", "jpg"), default=None, help="png (default, lossless) or jpg")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_prepare)
 
@@ -49,32 +55,37 @@ def _parse_options(items: list[str]) -> dict:
 
 
 def _run_prepare(args) -> int:
-    from mfrn.data.prepare import PrepareConfig, items_from_paths, items_from_reader, parse_shard, run_prepare
+    from dataclasses import replace
 
-    if args.dataset:
+    from mfrn.data.prepare import PrepareSection, dataset_items, items_from_paths, parse_shard, parse_splits, run_prepare
+
+    section = _load_config(args).prepare if (args.config or args.overrides) else PrepareSection()
+    given = {"dataset": args.dataset, "real_only": args.real_only, "n_frames": args.frames, "detector": args.detector,
+             "landmarker": args.landmarker, "crop_format": args.crop_format}
+    section = replace(section, **{key: value for key, value in given.items() if value is not None})
+    section.splits = parse_splits(args.split if args.split is not None else section.splits)
+    section.reader_options = {**section.reader_options, **_parse_options(args.reader_option)}
+    section.detector_kwargs, section.landmarker_kwargs = dict(section.detector_kwargs), dict(section.landmarker_kwargs)
+    if args.detector_weights:
+        section.detector_kwargs["weights_path"] = str(args.detector_weights)
+    if args.device:
+        section.detector_kwargs["device"] = args.device
+    if args.landmarker_weights:
+        section.landmarker_kwargs["model_path"] = str(args.landmarker_weights)
+    if section.dataset and not args.inputs:
         if args.root is None:
             raise SystemExit("error: --dataset needs --root")
         from mfrn.data.readers import build_reader
 
-        reader = build_reader(args.dataset, args.root, **_parse_options(args.reader_option))
-        items = items_from_reader(reader.records(args.split))
+        reader = build_reader(section.dataset, args.root, **section.reader_options)
+        items, chosen = dataset_items(reader, section.splits, section.real_only)
+        print(chosen)
     else:
         if not args.inputs:
             raise SystemExit("error: give media paths, or --dataset NAME --root ROOT")
         items = items_from_paths(args.inputs)
-    detector_kwargs, landmarker_kwargs = {}, {}
-    if args.detector_weights:
-        detector_kwargs["weights_path"] = str(args.detector_weights)
-    if args.device:
-        detector_kwargs["device"] = args.device
-    if args.landmarker_weights:
-        landmarker_kwargs["model_path"] = str(args.landmarker_weights)
-    config = PrepareConfig(
-        n_frames=args.frames, detector=args.detector, landmarker=args.landmarker,
-        detector_kwargs=detector_kwargs, landmarker_kwargs=landmarker_kwargs, crop_format=args.crop_format,
-    )
     shard = parse_shard(args.shard) if args.shard else None
-    summary = run_prepare(items, args.out, config, workers=args.workers, shard=shard,
+    summary = run_prepare(items, args.out, section.prepare_config(), workers=args.workers, shard=shard,
                           retry_failed=args.retry_failed, progress=not args.no_progress)
     print(summary.format())
     if summary.interrupted:
@@ -128,7 +139,8 @@ def _add_synth(sub) -> None:
     prev.add_argument("-n", "--num", type=int, default=8, help="number of samples")
     _add_config_args(prev)
     prev.set_defaults(func=_run_synth_preview)
-    cache = ssub.add_parser("cache", help="precompute K noisy reconstructions per prepared face (RBI)")
+    cache = ssub.add_parser("cache", help="precompute K noisy reconstructions of the faces training reads (RBI): real "
+                                          "faces of train + val, data.frames_per_video per video")
     cache.add_argument("prepared", type=Path)
     cache.add_argument("-o", "--out", type=Path, help="cache folder (default <prepared>/rbi_cache)")
     cache.add_argument("--batch-size", type=int, default=16)
@@ -162,13 +174,19 @@ def _run_synth_preview(args) -> int:
 
 def _run_synth_cache(args) -> int:
     from mfrn.data.manifest import Manifest
+    from mfrn.synth.dataset import TRAINING_SPLITS, select_faces
     from mfrn.synth.rbi import build_cache
 
     config = _load_config(args)
-    faces = Manifest(args.prepared).faces()
+    # exactly the faces training will read: real faces of train + val, data.frames_per_video of each video
+    selection = select_faces(Manifest(args.prepared), TRAINING_SPLITS, config.data.val_fraction,
+                             config.data.frames_per_video)
+    print(selection.format("synth cache"))
+    if not selection.faces:
+        raise ValueError(f"{args.prepared}: no real faces of the train or val split to reconstruct")
     out = args.out or Path(config.rbi.cache_dir or args.prepared / "rbi_cache")
-    index = build_cache(faces, _reconstructor(config, args.device), out, config.rbi.variants_per_face, config.rbi.noise,
-                        batch_size=args.batch_size, seed=config.train.seed)
+    index = build_cache(selection.faces, _reconstructor(config, args.device), out, config.rbi.variants_per_face,
+                        config.rbi.noise, batch_size=args.batch_size, seed=config.train.seed)
     print(f"cache {out}: {len(index['entries'])} faces x {config.rbi.variants_per_face} reconstructions; "
           f"{len(index['failures'])} failed")
     return 0
@@ -177,7 +195,8 @@ def _run_synth_cache(args) -> int:
 def _add_generator(sub) -> None:
     p = sub.add_parser("generator", help="the built-in face generator used by RBI")
     gsub = p.add_subparsers(dest="generator_command", required=True)
-    t = gsub.add_parser("train", help="train the built-in generator on prepared real faces (self-reconstruction)")
+    t = gsub.add_parser("train", help="train the built-in generator on the prepared real faces of the train and val "
+                                      "splits (self-reconstruction); fake videos and test splits are left out")
     t.add_argument("prepared", type=Path)
     t.add_argument("-o", "--out", type=Path, required=True, help="checkpoint file to write")
     t.add_argument("--steps", type=int, default=2000)
@@ -191,13 +210,16 @@ def _add_generator(sub) -> None:
 def _run_generator_train(args) -> int:
     from mfrn.config_schema import apply_overrides, from_dict
     from mfrn.data.manifest import Manifest
+    from mfrn.synth.dataset import TRAINING_SPLITS, select_faces
     from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig
     from mfrn.synth.reconstructors.train_builtin import BuiltinTrainConfig, train_builtin_generator
 
     cfg = from_dict(BuiltinGeneratorConfig, apply_overrides({}, args.overrides))
-    faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in Manifest(args.prepared).faces())]
-    if not faces:
-        raise ValueError(f"{args.prepared}: no prepared faces to train on")
+    selection = select_faces(Manifest(args.prepared), TRAINING_SPLITS)  # never a test split or a fake video
+    print(selection.format("generator train"))
+    if not selection.faces:
+        raise ValueError(f"{args.prepared}: no real faces of the train or val split to train on")
+    faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in selection.faces)]
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from mfrn.config_schema import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
+from mfrn.data.prepare import PrepareSection
 from mfrn.evaluate.protocol import ProtocolConfig
 from mfrn.models.config import ModelConfig
 from mfrn.synth.dataset import DataConfig
@@ -29,6 +30,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: ProtocolConfig = field(default_factory=ProtocolConfig)
+    prepare: PrepareSection = field(default_factory=PrepareSection)  # read by `mfrn prepare -c CONFIG`
 
     def __post_init__(self) -> None:
         if self.model.input_size != self.sbi.crop.size:

@@ -13,7 +13,7 @@ import signal
 import time
 import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,41 @@ class PrepareConfig:
     crop_format: str = "png"  # "png" (lossless) or "jpg"
     crop_slack: float = 0.1  # extra margin around the union of SBI's crop windows
     max_pixels: int = 100_000_000  # larger images are refused before decoding
+
+
+@dataclass
+class PrepareSection(PrepareConfig):
+    """The ``prepare:`` section of a training config: what ``mfrn prepare -c CONFIG`` does, so that the
+    config that trains a model also names how its faces were found. Command-line options win."""
+
+    dataset: str = ""  # a reader (ffpp, celebdf_v2, ...) over --root; "" = media paths on the command line
+    reader_options: dict = field(default_factory=dict)  # e.g. {compression: raw}
+    splits: list[str] = field(default_factory=list)  # the dataset's splits to prepare; [] = all
+    real_only: bool = False  # only the real videos (the detector's training needs no fake video)
+
+    def prepare_config(self) -> PrepareConfig:
+        return PrepareConfig(**{f.name: getattr(self, f.name) for f in fields(PrepareConfig)})
+
+
+# backends that need a file the user gives: (kwarg, command-line option, the file's usual name)
+BACKEND_FILES = {
+    ("detector", "retinaface"): ("weights_path", "--detector-weights", "Resnet50_Final.pth"),
+    ("landmarker", "dlib81"): ("model_path", "--landmarker-weights", "shape_predictor_81_face_landmarks.dat"),
+}
+
+
+def check_backend_files(config: PrepareConfig) -> None:
+    """Fail before any work (and before worker processes start) when a backend's file is not given."""
+    for role, name, kwargs in (("detector", config.detector, config.detector_kwargs),
+                               ("landmarker", config.landmarker, config.landmarker_kwargs)):
+        need = BACKEND_FILES.get((role, name))
+        if need is None:
+            continue
+        key, option, filename = need
+        if not kwargs.get(key):
+            raise ValueError(f"the {role} {name!r} needs its weights file: give {option} PATH ({filename})")
+        if not Path(kwargs[key]).is_file():
+            raise FileNotFoundError(f"{kwargs[key]}: {role} weights file not found ({option}; expected {filename})")
 
 
 @dataclass
@@ -144,6 +179,32 @@ def items_from_reader(records: Iterable) -> list[WorkItem]:
         WorkItem(key=r.key, path=str(r.path), label=r.label, split=r.split, dataset=r.dataset, method=r.method)
         for r in records
     ]
+
+
+def parse_splits(text: str | Sequence[str] | None) -> list[str]:
+    """``"train,val"`` (or a list) -> ``["train", "val"]``; None or "" -> [] (every split)."""
+    from mfrn.data.readers.base import check_split
+
+    if not text:
+        return []
+    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else [str(p).strip() for p in text]
+    for part in parts:
+        check_split(part)
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+def dataset_items(reader, splits: Sequence[str] = (), real_only: bool = False) -> tuple[list[WorkItem], str]:
+    """Work items of a reader's videos in ``splits`` (all when empty), real videos only if asked;
+    with a line saying what was chosen and what was left out."""
+    from mfrn.data.records import REAL
+
+    records = [r for split in (splits or [None]) for r in reader.records(split)]
+    kept = [r for r in records if r.label == REAL] if real_only else records
+    where = f"split{'s' if len(splits) > 1 else ''} {', '.join(splits)}" if splits else "every split"
+    line = f"{reader.name}: {len(kept)} videos to prepare ({where}"
+    if real_only:
+        line += f"; real only: {len(records) - len(kept)} fake videos left out"
+    return items_from_reader(kept), line + ")"
 
 
 def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
@@ -285,6 +346,7 @@ def run_prepare(
     from tqdm import tqdm
 
     config = config or PrepareConfig()
+    check_backend_files(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, config)

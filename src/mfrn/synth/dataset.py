@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,37 +45,91 @@ def _evenly(items: list, n: int) -> list:
     return [items[i] for i in picks]
 
 
-def split_faces(
-    manifest: Manifest, split: str, val_fraction: float = 0.2, frames_per_video: int = 0
-) -> list[FaceSample]:
-    """Real faces of one split ("train", "val", or "test" where the manifest names one).
+# The splits whose real faces the detector, the generator and the reconstruction cache may see
+# (method.md section 3 item 7): never a test split, never a fake video.
+TRAINING_SPLITS = ("train", "val")
+LEFT_OUT_FAKE = "of fake videos (training fakes are synthetic)"
+LEFT_OUT_UNSPLIT = "of videos in no split (the dataset's split files were not found)"
 
-    The manifest's own split is used where the dataset defines one; otherwise whole videos are
-    assigned by a hash of their key (``val_fraction`` of them to "val"), so frames of one video never
-    sit on both sides. Fake videos of a benchmark are never used (training fakes are synthetic).
+
+@dataclass
+class FaceSelection:
+    """The faces of a manifest one stage uses, and how many it left out, by reason."""
+
+    faces: list[FaceSample]
+    splits: tuple[str, ...]
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> number of faces
+
+    @property
+    def n_left_out(self) -> int:
+        return sum(self.left_out.values())
+
+    def format(self, stage: str) -> str:
+        line = f"{stage}: {len(self.faces)} faces used (real faces of the {' and '.join(self.splits)} split"
+        line += "s)" if len(self.splits) > 1 else ")"
+        if not self.left_out:
+            return line + "; none left out"
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.left_out.items(), key=lambda i: -i[1]))
+        return f"{line}; {self.n_left_out} left out: {reasons}"
+
+
+def _side(record, val_fraction: float) -> str:
+    """The split of a real record: the dataset's own, else train/val by a hash of the video key."""
+    if record.split is not None:
+        return record.split
+    return "val" if _hash_fraction(record.key) < val_fraction else "train"
+
+
+def select_faces(
+    manifest: Manifest,
+    splits: Sequence[str] = TRAINING_SPLITS,
+    val_fraction: float = 0.2,
+    frames_per_video: int = 0,
+) -> FaceSelection:
+    """Real faces of ``splits`` ("train", "val", or "test" where the manifest names one).
+
+    The one place that decides which prepared faces a stage may use (training, validation, the
+    built-in generator, the RBI cache). The manifest's own split is used where the dataset defines
+    one; otherwise whole videos are assigned by a hash of their key (``val_fraction`` of them to
+    "val"), so frames of one video never sit on both sides. Fake videos of a benchmark are never used
+    (training fakes are synthetic). ``frames_per_video`` > 0 keeps that many evenly spaced frames
+    per video. Everything left out is counted by reason.
     """
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be train, val or test, got {split!r}")
+    splits = tuple(splits)
+    for split in splits:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+    left_out: Counter = Counter()
     by_video: dict[str, list[FaceSample]] = {}
     for sample in manifest.faces():
         record = sample.record
         if record.label == 1:
+            left_out[LEFT_OUT_FAKE] += 1
             continue
-        if record.split is not None:
-            side = record.split
-        else:
-            side = "val" if _hash_fraction(record.key) < val_fraction else "train"
-        if side == split:
-            by_video.setdefault(record.key, []).append(sample)
+        side = _side(record, val_fraction)
+        if side not in splits:
+            left_out[LEFT_OUT_UNSPLIT if side == "unsplit" else f"of the {side} split"] += 1
+            continue
+        by_video.setdefault(record.key, []).append(sample)
     out: list[FaceSample] = []
     for key in sorted(by_video):
         samples = by_video[key]
         if frames_per_video:
             frames = sorted({s.frame.index for s in samples})
             keep = set(_evenly(frames, frames_per_video))
-            samples = [s for s in samples if s.frame.index in keep]
+            kept = [s for s in samples if s.frame.index in keep]
+            if len(kept) < len(samples):
+                left_out[f"of frames beyond {frames_per_video} per video (data.frames_per_video)"] += len(samples) - len(kept)
+            samples = kept
         out.extend(samples)
-    return out
+    return FaceSelection(out, splits, dict(left_out))
+
+
+def split_faces(
+    manifest: Manifest, split: str, val_fraction: float = 0.2, frames_per_video: int = 0
+) -> list[FaceSample]:
+    """Real faces of one split ("train", "val", or "test" where the manifest names one); see ``select_faces``."""
+    return select_faces(manifest, (split,), val_fraction, frames_per_video).faces
 
 
 class PairDataset(Dataset):
