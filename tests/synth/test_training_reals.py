@@ -45,6 +45,13 @@ def test_prepare_real_videos_of_chosen_splits_only(ffpp_tree, tmp_path, capsys):
 
 def test_paper_config_names_sbis_preparation(ffpp_tree, tmp_path, capsys):
     """`mfrn prepare -c configs/mfrn_effb4.yaml` is FF++ raw, train + val reals, RetinaFace + dlib-81."""
+    from mfrn.config import load_config
+
+    section = load_config(CONFIGS / "sbi_effb4.yaml").prepare
+    assert (section.dataset, section.reader_options, section.splits, section.real_only) == (
+        "ffpp", {"compression": "raw"}, ["train", "val"], True)
+    assert (section.detector, section.landmarker, section.n_frames) == ("retinaface", "dlib81", 32)
+    assert load_config(CONFIGS / "mfrn_tiny.yaml").prepare.detector == "dlib"  # the CPU config stays offline
     out = tmp_path / "prepared"
     config = str(CONFIGS / "sbi_effb4.yaml")
     assert main(["prepare", "-c", config, "--root", str(ffpp_tree), "-o", str(out)]) == EXIT_USAGE
