@@ -21,7 +21,7 @@ def test_hull_masks_are_binary_and_cover_the_face(face_crop, mask_type):
     mask = masks.hull_mask(landmarks, image.shape, mask_type)
     assert mask.dtype == np.float32 and mask.shape == image.shape[:2]
     assert set(np.unique(mask)) == {0.0, 1.0}
-    nose = np.round(landmarks[30]).astype(int) if mask_type != "components" else np.round(landmarks[33]).astype(int)
+    nose = np.round(landmarks[30]).astype(int)
     assert mask[nose[1], nose[0]] == 1.0
     assert mask[0, 0] == 0.0
 
@@ -29,10 +29,80 @@ def test_hull_masks_are_binary_and_cover_the_face(face_crop, mask_type):
 def test_hull_variants_differ_as_described(face_crop):
     image, landmarks = face_crop
     area = {t: masks.hull_mask(landmarks, image.shape, t).sum() for t in masks.MASK_TYPES}
-    assert area["components"] < area["dfl_full"] < area["extended"]
+    assert area["components"] <= area["dfl_full"] < area["extended"]
     assert area["dfl_full"] < area["facehull"]  # the forehead points add to the full hull
     hull68 = masks.hull_mask(landmarks[:68], image.shape, "facehull").sum()
     assert hull68 < area["facehull"]
+
+
+def _real_faces(prepared_faces, count: int = 8) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """(crop shape, 81 landmarks) of real prepared faces, one per frame, from every prepared item."""
+    from mfrn.data.manifest import Manifest
+
+    faces, seen = [], set()
+    for sample in Manifest(prepared_faces).faces():
+        if sample.record.key in seen:
+            continue
+        seen.add(sample.record.key)
+        x1, y1, x2, y2 = sample.face.crop_box
+        faces.append(((y2 - y1, x2 - x1), sample.face.local()[2]))
+    assert len(faces) >= 4
+    return faces[:count]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.logical_and(a > 0, b > 0).sum() / np.logical_or(a > 0, b > 0).sum())
+
+
+def test_components_is_the_union_of_eight_hulls_through_the_chin(prepared_faces):
+    """method.md section 2: eight hulls that all contain the chin point, united: almost the whole face."""
+    for shape, landmarks in _real_faces(prepared_faces):
+        groups = masks.hull_groups(landmarks, "components")
+        assert len(groups) == 8
+        chin = np.trunc(landmarks[8])
+        assert all((group == chin).all(axis=1).any() for group in groups)  # every hull is closed by the chin
+        mask = masks.hull_mask(landmarks, shape, "components")
+        # the union: every hull's own area lies in the mask
+        for group in groups:
+            one = masks.hull_mask(np.asarray(group), shape, "facehull")
+            assert (mask[one > 0] == 1.0).all()
+        # it covers the face from the brows down: eyes, nose, mouth and cheeks, like dfl_full
+        assert _iou(mask, masks.hull_mask(landmarks[:68], shape, "dfl_full")) > 0.97
+        inner = np.trunc(landmarks[36:68]).astype(int)
+        assert mask[inner[:, 1], inner[:, 0]].all()
+        # the former separate parts are still a switch, and are far from the definition
+        parts = masks.hull_mask(landmarks, shape, "components", masks.MaskConfig(components_style="parts"))
+        assert _iou(parts, mask) < 0.6
+
+
+def test_extended_lifts_each_brow_by_half_its_distance_to_the_eyelid(prepared_faces):
+    for shape, landmarks in _real_faces(prepared_faces, 4):
+        pts = np.trunc(landmarks)
+        lifted = masks.hull_groups(landmarks, "extended")[0][17:]  # the jaw (17 points), then the 10 brows
+        brows = pts[17:27]
+        eyelids = {18: 36, 19: 37, 20: 38, 21: 39, 22: 42, 23: 43, 24: 44, 25: 45}  # brow index -> its eyelid point
+        for brow, lid in eyelids.items():
+            expected = pts[brow] + 0.5 * (pts[brow] - pts[lid])
+            np.testing.assert_allclose(lifted[brow - 17], expected, atol=1e-4)
+        assert (lifted[:, 1] < brows[:, 1]).all()  # every brow point moved up
+        # about half the brow-to-eye gap, far less than the former 0.2 x the brow-to-chin distance
+        rise = float(np.mean(brows[:, 1] - lifted[:, 1]))
+        gap = float(np.mean(pts[[37, 38, 43, 44], 1]) - np.mean(pts[[19, 20, 23, 24], 1]))
+        assert 0.3 * gap < rise < 0.8 * gap
+        former = masks.MaskConfig(extended_reference="chin", extended_lift=0.2)
+        former_rise = float(np.mean(brows[:, 1] - masks.hull_groups(landmarks, "extended", former)[0][17:, 1]))
+        assert former_rise > 1.5 * rise
+        mask = masks.hull_mask(landmarks, shape, "extended")
+        assert mask.sum() > masks.hull_mask(landmarks, shape, "dfl_full").sum()
+
+
+def test_hull_coordinates_are_truncated(face_crop):
+    image, landmarks = face_crop
+    shifted = np.floor(landmarks) + 0.9  # truncation keeps the integer part; rounding would move up
+    np.testing.assert_array_equal(masks.hull_mask(shifted, image.shape, "facehull"),
+                                  masks.hull_mask(np.floor(landmarks), image.shape, "facehull"))
+    rounded = masks.hull_mask(shifted, image.shape, "facehull", masks.MaskConfig(truncate_coordinates=False))
+    assert not np.array_equal(rounded, masks.hull_mask(shifted, image.shape, "facehull"))
 
 
 def test_degenerate_hull_raises():
@@ -89,6 +159,27 @@ def test_random_affine_moves_source_and_mask_together(face_crop):
     same_src, same_mask = masks.random_affine(image, mask, np.random.default_rng(0), identity)
     np.testing.assert_array_equal(same_src, image)
     np.testing.assert_array_equal(same_mask, mask)
+
+
+def test_affine_scales_x_and_y_independently():
+    """SBI's affine draws the x and y scales independently; isotropic_scale draws one for both."""
+    mask = np.zeros((400, 400), np.float32)
+    mask[100:300, 100:300] = 1.0
+    source = np.zeros((400, 400, 3), np.uint8)
+
+    def scales(cfg: masks.MaskConfig, seed: int) -> tuple[float, float]:
+        _, warped = masks.random_affine(source, mask, np.random.default_rng(seed), cfg)
+        rows, cols = np.flatnonzero(warped.any(axis=1)), np.flatnonzero(warped.any(axis=0))
+        return (cols[-1] - cols[0] + 1) / 200.0, (rows[-1] - rows[0] + 1) / 200.0
+
+    free = masks.MaskConfig(translate_x=0.0, translate_y=0.0, scale_range=(0.8, 1.25))
+    ratios = [sx / sy for sx, sy in (scales(free, seed) for seed in range(6))]
+    assert max(abs(r - 1.0) for r in ratios) > 0.05  # the aspect ratio changes
+    assert masks.MaskConfig().isotropic_scale is False  # SBI's default
+    tied = masks.MaskConfig(translate_x=0.0, translate_y=0.0, scale_range=(0.8, 1.25), isotropic_scale=True)
+    for seed in range(6):
+        sx, sy = scales(tied, seed)
+        assert abs(sx - sy) <= 1.5 / 200.0
 
 
 def test_elastic_deformation(face_crop, rng):

@@ -225,3 +225,46 @@ def test_source_transform_downscale_and_seeding(astronaut):
     fake_b, real_b = post(patch, patch.copy(), np.random.default_rng(3))
     np.testing.assert_array_equal(fake_a, real_a)  # the same parameters on both images
     np.testing.assert_array_equal(fake_a, fake_b)
+
+
+def test_blend_is_truncated_to_uint8_as_sbi_and_rounding_is_a_switch(astronaut, astronaut_face):
+    from mfrn.synth.sbi import _blend
+
+    source, target = np.full((4, 4, 3), 103, np.uint8), np.zeros((4, 4, 3), np.uint8)
+    half = np.full((4, 4), 0.5, np.float32)
+    assert (_blend(source, target, half) == 51).all()  # 51.5 truncated
+    assert (_blend(source, target, half, truncate=False) == 52).all()
+    assert SBIConfig().blend_to_uint8 == "truncate"
+    window = landmark_crop_window(astronaut.shape, astronaut_face.landmarks)
+    image, landmarks = window.image(astronaut), window.points(astronaut_face.landmarks)
+    cut = SelfBlender(make_config(blend_ratios=(0.5,))).blend(image, landmarks, np.random.default_rng(3))
+    rounded = SelfBlender(make_config(blend_ratios=(0.5,), blend_to_uint8="round")).blend(
+        image, landmarks, np.random.default_rng(3))
+    assert (cut.fake <= rounded.fake).all() and (cut.fake != rounded.fake).any()  # same draw, only the rounding
+    with pytest.raises(ValueError, match="blend_to_uint8"):
+        make_config(blend_to_uint8="nearest")
+
+
+def test_validation_pairs_have_no_training_augmentation(astronaut, astronaut_face):
+    """SBI's val pairs: no flip, no joint post-transforms, the final crop at the test margins (0.5)."""
+    from mfrn.faces.crop import final_crop_window
+
+    post = PostTransformConfig(p_rgb_shift=1.0, p_hsv=1.0, p_brightness_contrast=1.0, p_jpeg=1.0)
+    cfg = make_config(p_flip=1.0, p_transform_source=1.0, post_transform=post)
+    blender = SelfBlender(cfg)
+    window1 = landmark_crop_window(astronaut.shape, astronaut_face.landmarks)
+    test_window = final_crop_window(window1.image(astronaut).shape, window1.box(astronaut_face.box), cfg.crop)
+    fakes = []
+    for seed in range(3):
+        pair = blender(astronaut, astronaut_face.landmarks, astronaut_face.box, np.random.default_rng(seed),
+                       augment=False)
+        assert not pair.flipped
+        assert pair.window == test_window.offset(window1.x0, window1.y0)
+        # the source transform hit S, and nothing touched the real afterwards
+        np.testing.assert_array_equal(pair.real, pair.window.image(astronaut))
+        fakes.append(pair.fake)
+    assert not np.array_equal(fakes[0], fakes[1])  # the self-blend itself stays random
+    trained = [blender(astronaut, astronaut_face.landmarks, astronaut_face.box, np.random.default_rng(seed))
+               for seed in range(3)]
+    assert all(p.flipped for p in trained) and len({p.window for p in trained}) > 1
+    assert not np.array_equal(trained[0].real, trained[0].window.image(hflip(astronaut)))  # post-transformed

@@ -29,13 +29,22 @@ class SynthesisError(ValueError):
 class MaskConfig:
     """Geometry and blur of the blending mask (defaults: method.md section 2)."""
 
-    # interpretation: Face X-ray's "extended" hull lifts the brow points along the face's up axis by
-    # this fraction of the brow-to-chin distance.
-    extended_lift: float = 0.2
+    # step 2, "extended": each brow point moves away from its matching upper-eyelid point by this
+    # fraction of their distance (Face X-ray / SBI: half); extended_reference "chin" is the project's
+    # former rule instead: along the face's up axis by this fraction of the brow-to-chin distance (0.2).
+    extended_lift: float = 0.5
+    extended_reference: str = "eyelid"  # "eyelid" (SBI) | "chin"
+    # step 2, "components": "union8" = Face X-ray's union of eight hulls through the chin (SBI);
+    # "parts" = the project's former separate eye+brow / nose / mouth parts.
+    components_style: str = "union8"
+    # step 2: landmark coordinates are truncated to integers before filling (SBI); False rounds them
+    truncate_coordinates: bool = True
     # step 4: random affine of source and mask
     translate_x: float = 0.03  # fraction of the width, +-
     translate_y: float = 0.015  # fraction of the height, +-
     scale_range: tuple[float, float] = (0.95, 1 / 0.95)
+    # SBI draws the x and y scales independently (the aspect ratio changes too); True draws one for both
+    isotropic_scale: bool = False
     # step 4: elastic deformation of the mask only
     elastic_alpha: float = 50.0
     elastic_sigma: float = 7.0
@@ -43,6 +52,9 @@ class MaskConfig:
     # (near step 5's 192..256), with sigma and alpha rescaled so displacements keep their size in image
     # pixels; 0 deforms at full resolution.
     elastic_work_size: int = 256
+    # interpretation: for speed the smooth displacement field is drawn every `step` pixels and
+    # interpolated (same statistics, see elastic_field); 0 = auto (sigma // 2 at the working grid), 1 = every pixel
+    elastic_field_step: int = 0
     # step 5: two-stage blur
     blur_size_range: tuple[int, int] = (192, 256)  # random (w, h) the mask is resized to, inclusive
     blur_kernel1_range: tuple[int, int] = (5, 25)  # odd kernel sizes, inclusive
@@ -52,6 +64,12 @@ class MaskConfig:
     min_face_size: float = 32.0  # smallest side of the 68-point box, pixels
     landmark_tolerance: float = 0.1  # how far (fraction of the face size) the 68 points may lie outside the image
     forehead_tolerance: float = 1.0  # the same for the 13 forehead points, which may leave a loose crop legitimately
+
+    def __post_init__(self) -> None:
+        if self.extended_reference not in ("eyelid", "chin"):
+            raise ValueError(f"mask.extended_reference must be eyelid or chin, got {self.extended_reference!r}")
+        if self.components_style not in ("union8", "parts"):
+            raise ValueError(f"mask.components_style must be union8 or parts, got {self.components_style!r}")
 
 
 def validate_landmarks(
@@ -94,8 +112,8 @@ def validate_landmarks(
     return pts
 
 
-def _extended_points(pts: np.ndarray, lift: float) -> np.ndarray:
-    jaw = pts[list(JAW)]
+def _lift_along_face_axis(pts: np.ndarray, lift: float) -> np.ndarray:
+    """The former rule: brows moved along the face's up axis by ``lift`` x the brow-to-chin distance."""
     brows = pts[list(BROWS)].copy()
     across = pts[16] - pts[0]
     norm = float(np.linalg.norm(across))
@@ -104,38 +122,74 @@ def _extended_points(pts: np.ndarray, lift: float) -> np.ndarray:
     right = across / norm
     up = np.array([right[1], -right[0]], dtype=np.float32)
     face_height = float(np.linalg.norm(brows.mean(axis=0) - pts[8]))
-    brows += lift * face_height * up[None, :]
-    return np.concatenate([jaw, brows])
+    return brows + lift * face_height * up[None, :]
 
 
-def hull_groups(landmarks: np.ndarray, mask_type: str, extended_lift: float = 0.2) -> list[np.ndarray]:
-    """Point sets whose filled convex hulls make up the mask of ``mask_type``."""
+def _lift_from_eyelids(pts: np.ndarray, lift: float) -> np.ndarray:
+    """Face X-ray's "extended": each brow point moved away from its upper-eyelid partner by ``lift`` x
+    their distance. A side has five brow points and four eyelid points (corner, two upper-lid points,
+    corner); the outermost brow point pairs with a point a quarter of the way from the outer eye
+    corner to the jaw end (interpretation of the partner that the eye itself does not provide)."""
+    right_outer = pts[36] + 0.25 * (pts[0] - pts[36])
+    left_outer = pts[45] + 0.25 * (pts[16] - pts[45])
+    # brows 17..21 (image left, outer to inner) and 22..26 (inner to outer)
+    partners = np.stack([right_outer, pts[36], pts[37], pts[38], pts[39], pts[42], pts[43], pts[44], pts[45], left_outer])
+    brows = pts[list(BROWS)]
+    return brows + lift * (brows - partners)
+
+
+# Face X-ray's "components" mask: eight point groups, each closed by the chin (point 8), so their
+# union covers the whole face from the brows down (method.md section 2).
+_COMPONENT_GROUPS: tuple[tuple[int, ...], ...] = (
+    tuple(range(0, 9)) + (17,),  # right jaw half (image left) up to its brow end
+    tuple(range(8, 17)) + (26,),  # left jaw half
+    (17, 18, 19, 8),  # right cheek
+    (24, 25, 26, 8),  # left cheek
+    tuple(range(19, 25)) + (8,),  # nose ridge: the inner brows down to the chin
+    tuple(range(17, 22)) + (27, 31, 32, 33, 34, 35, 8),  # right eye region with the nose
+    tuple(range(22, 27)) + (27, 31, 32, 33, 34, 35, 8),  # left eye region with the nose
+    tuple(NOSE) + (8,),  # the nose
+)
+_PARTS_GROUPS: tuple[tuple[int, ...], ...] = (
+    tuple(range(17, 22)) + tuple(RIGHT_EYE),
+    tuple(range(22, 27)) + tuple(LEFT_EYE),
+    tuple(NOSE),
+    tuple(MOUTH[:12]),
+)
+
+
+def hull_groups(landmarks: np.ndarray, mask_type: str, cfg: MaskConfig | None = None) -> list[np.ndarray]:
+    """Point sets whose filled convex hulls, united, make up the mask of ``mask_type``."""
+    cfg = cfg or MaskConfig()
     pts = np.asarray(landmarks, dtype=np.float32)
+    if cfg.truncate_coordinates:
+        pts = np.trunc(pts)
     if mask_type == "dfl_full":
         return [pts[list(JAW) + list(BROWS)]]
     if mask_type == "extended":
-        return [_extended_points(pts, extended_lift)]
+        if cfg.extended_reference == "eyelid":
+            brows = _lift_from_eyelids(pts, cfg.extended_lift)
+        else:
+            brows = _lift_along_face_axis(pts, cfg.extended_lift)
+        return [np.concatenate([pts[list(JAW)], brows])]
     if mask_type == "components":
-        # interpretation: four parts, each eye with its brow, the nose, the outer mouth.
-        return [
-            pts[list(range(17, 22)) + list(RIGHT_EYE)],
-            pts[list(range(22, 27)) + list(LEFT_EYE)],
-            pts[list(NOSE)],
-            pts[list(MOUTH[:12])],
-        ]
+        groups = _COMPONENT_GROUPS if cfg.components_style == "union8" else _PARTS_GROUPS
+        return [pts[list(group)] for group in groups]
     if mask_type == "facehull":
         return [pts]
     raise SynthesisError(f"unknown mask type {mask_type!r}; known: {', '.join(MASK_TYPES)}")
 
 
 def hull_mask(
-    landmarks: np.ndarray, shape: tuple[int, ...], mask_type: str, extended_lift: float = 0.2
+    landmarks: np.ndarray, shape: tuple[int, ...], mask_type: str, cfg: MaskConfig | None = None
 ) -> np.ndarray:
     """A float32 (H, W) mask, 1 inside the hull(s) of ``mask_type``, 0 outside."""
+    cfg = cfg or MaskConfig()
     mask = np.zeros(shape[:2], dtype=np.float32)
     total_area = 0.0
-    for group in hull_groups(landmarks, mask_type, extended_lift):
-        hull = cv2.convexHull(np.round(group).astype(np.int32))
+    for group in hull_groups(landmarks, mask_type, cfg):
+        integer = np.floor(group) if cfg.truncate_coordinates else np.round(group)
+        hull = cv2.convexHull(integer.astype(np.int32))
         total_area += cv2.contourArea(hull)
         cv2.fillConvexPoly(mask, hull, 1.0)
     if total_area < 1.0 or not mask.any():
@@ -146,28 +200,59 @@ def hull_mask(
 def random_affine(
     source: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The same random translation + scale (about the centre) of the source image and its mask."""
+    """The same random translation + scale (about the centre, x and y scales drawn independently unless
+    ``cfg.isotropic_scale``) of the source image and its mask."""
     cfg = cfg or MaskConfig()
     height, width = mask.shape[:2]
     tx = rng.uniform(-cfg.translate_x, cfg.translate_x) * width
     ty = rng.uniform(-cfg.translate_y, cfg.translate_y) * height
-    s = rng.uniform(*cfg.scale_range)
+    sx = rng.uniform(*cfg.scale_range)
+    sy = sx if cfg.isotropic_scale else rng.uniform(*cfg.scale_range)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    matrix = np.array([[s, 0.0, cx - s * cx + tx], [0.0, s, cy - s * cy + ty]], dtype=np.float64)
+    matrix = np.array([[sx, 0.0, cx - sx * cx + tx], [0.0, sy, cy - sy * cy + ty]], dtype=np.float64)
     size = (width, height)
     warped_source = cv2.warpAffine(source, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     warped_mask = cv2.warpAffine(mask, matrix, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
     return warped_source, warped_mask
 
 
-def elastic_deform(mask: np.ndarray, rng: np.random.Generator, alpha: float = 50.0, sigma: float = 7.0) -> np.ndarray:
+def elastic_field(
+    shape: tuple[int, ...], rng: np.random.Generator, alpha: float = 50.0, sigma: float = 7.0, step: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Displacements (dx, dy), each alpha * Gaussian(sigma)-smoothed U(-1, 1) white noise, (H, W) float32.
+
+    With ``step > 1`` the same random field is drawn on a grid about ``step`` pixels apart and
+    interpolated: a field smoothed by sigma holds nothing finer than a few sigma, so with step <=
+    sigma / 2 the result has the full-resolution field's statistics (white noise on cells of area
+    fx * fy, smoothed by sigma, has sqrt(fx * fy) times the amplitude: hence alpha / sqrt(fx * fy)).
+    """
+    height, width = shape[:2]
+    if step <= 1:
+        noise = rng.random((2, height, width), dtype=np.float32) * 2.0 - 1.0
+        return (cv2.GaussianBlur(noise[0], (0, 0), sigma) * alpha, cv2.GaussianBlur(noise[1], (0, 0), sigma) * alpha)
+    grid_h, grid_w = max(round(height / step), 2), max(round(width / step), 2)
+    fy, fx = height / grid_h, width / grid_w
+    noise = rng.random((2, grid_h, grid_w), dtype=np.float32) * 2.0 - 1.0
+    amplitude = alpha / float(np.sqrt(fx * fy))
+    fields = []
+    for plane in noise:
+        smooth = cv2.GaussianBlur(plane, (0, 0), sigmaX=sigma / fx, sigmaY=sigma / fy) * amplitude
+        fields.append(cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR))
+    return fields[0], fields[1]
+
+
+def elastic_deform(
+    mask: np.ndarray, rng: np.random.Generator, alpha: float = 50.0, sigma: float = 7.0, step: int = 1
+) -> np.ndarray:
     """Elastic deformation: displacement = alpha * Gaussian(sigma)-smoothed U(-1, 1) noise, per axis."""
     height, width = mask.shape[:2]
-    noise = rng.random((2, height, width), dtype=np.float32) * 2.0 - 1.0
-    dx = cv2.GaussianBlur(noise[0], (0, 0), sigma) * alpha
-    dy = cv2.GaussianBlur(noise[1], (0, 0), sigma) * alpha
+    dx, dy = elastic_field(mask.shape, rng, alpha, sigma, step)
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     return cv2.remap(mask, grid_x + dx, grid_y + dy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _field_step(cfg: MaskConfig, sigma: float) -> int:
+    return cfg.elastic_field_step if cfg.elastic_field_step > 0 else max(1, int(sigma // 2))
 
 
 def deform_mask(mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | None = None) -> np.ndarray:
@@ -179,13 +264,15 @@ def deform_mask(mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | No
     height, width = mask.shape[:2]
     factor = max(height, width) / cfg.elastic_work_size if cfg.elastic_work_size > 0 else 1.0
     if factor <= 1.0:
-        return elastic_deform(mask, rng, cfg.elastic_alpha, cfg.elastic_sigma)
+        step = _field_step(cfg, cfg.elastic_sigma)
+        return elastic_deform(mask, rng, cfg.elastic_alpha, cfg.elastic_sigma, step)
     small = cv2.resize(
         mask, (max(round(width / factor), 1), max(round(height / factor), 1)), interpolation=cv2.INTER_AREA
     )
     # white noise smoothed by sigma / f has f times the amplitude of noise smoothed by sigma, and a
     # displacement of d image pixels is d / f grid pixels: hence alpha / f^2
-    return elastic_deform(small, rng, cfg.elastic_alpha / factor**2, cfg.elastic_sigma / factor)
+    sigma = cfg.elastic_sigma / factor
+    return elastic_deform(small, rng, cfg.elastic_alpha / factor**2, sigma, _field_step(cfg, sigma))
 
 
 def _odd_kernel(rng: np.random.Generator, bounds: tuple[int, int]) -> int:

@@ -47,11 +47,16 @@ class SBIConfig:
     p_transform_source: float = 0.5  # step 3: else the target is transformed
     source_transform_enabled: bool = True
     blend_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # step 6, drawn uniformly
+    blend_to_uint8: str = "truncate"  # step 6: "truncate" the float blend as SBI's code does, or "round"
     post_transform_enabled: bool = True  # step 7
     source_transform: SourceTransformConfig = field(default_factory=SourceTransformConfig)
     post_transform: PostTransformConfig = field(default_factory=PostTransformConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     crop: CropConfig = field(default_factory=CropConfig)  # landmark crop, final crop margins, size 380
+
+    def __post_init__(self) -> None:
+        if self.blend_to_uint8 not in ("truncate", "round"):
+            raise ValueError(f"sbi.blend_to_uint8 must be truncate or round, got {self.blend_to_uint8!r}")
 
 
 @dataclass
@@ -108,8 +113,9 @@ def _check_image(image: np.ndarray, what: str) -> None:
         raise SynthesisError(f"{what} must be an RGB uint8 (H, W, 3) array, got {desc}")
 
 
-def _blend(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """fake = M * S + (1 - M) * T, computed only inside the bounding box of M > 0."""
+def _blend(source: np.ndarray, target: np.ndarray, region: np.ndarray, truncate: bool = True) -> np.ndarray:
+    """fake = M * S + (1 - M) * T, computed only inside the bounding box of M > 0, then truncated
+    (SBI) or rounded to uint8; either way M = 0 gives T exactly."""
     fake = target.copy()
     rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     if len(rows) == 0:
@@ -117,8 +123,7 @@ def _blend(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.nda
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     weight = region[box][:, :, None]
     blended = weight * source[box].astype(np.float32) + (1.0 - weight) * target[box].astype(np.float32)
-    # interpretation: the blend is rounded to uint8 (SBI truncates); M = 0 then gives T exactly.
-    fake[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    fake[box] = np.clip(blended if truncate else np.rint(blended), 0, 255).astype(np.uint8)
     return fake
 
 
@@ -156,7 +161,7 @@ class SelfBlender:
         if used_68_only:
             pts = pts[:N68]
         mask_type = str(cfg.mask_types[int(rng.choice(len(cfg.mask_types), p=self._mask_p))])  # step 2
-        mask = hull_mask(pts, image.shape, mask_type, cfg.mask.extended_lift)
+        mask = hull_mask(pts, image.shape, mask_type, cfg.mask)
 
         src = image.copy() if source is None else source.copy()  # step 3
         target = image
@@ -172,7 +177,7 @@ class SelfBlender:
         mask_tilde = soft_mask(mask, rng, cfg.mask, out_shape=image.shape)  # step 5
 
         ratio = float(cfg.blend_ratios[int(rng.integers(len(cfg.blend_ratios)))])  # step 6
-        fake = _blend(src, target, ratio * mask_tilde)
+        fake = _blend(src, target, ratio * mask_tilde, truncate=cfg.blend_to_uint8 == "truncate")
         return BlendResult(
             fake=fake,
             target=np.ascontiguousarray(target),
@@ -190,8 +195,14 @@ class SelfBlender:
         box: np.ndarray,
         rng: np.random.Generator,
         source: np.ndarray | None = None,
+        augment: bool = True,
     ) -> SynthPair:
-        """One real/fake pair from a loose face crop, its landmarks and its detector box."""
+        """One real/fake pair from a loose face crop, its landmarks and its detector box.
+
+        ``augment=False`` makes a validation pair as SBI's val split does: no flip, no joint
+        post-transforms (step 7), the final crop's margins fixed at the test scale (0.5); the
+        self-blend itself (steps 1..6, the source transform included) stays random: it defines the fake.
+        """
         cfg = self.cfg
         _check_image(image, "image")
         if source is not None:
@@ -203,7 +214,7 @@ class SelfBlender:
         if not np.all(np.isfinite(face_box)) or face_box[2] <= face_box[0] or face_box[3] <= face_box[1]:
             raise SynthesisError(f"invalid face box {face_box.tolist()}")
 
-        flipped = bool(rng.random() < cfg.p_flip)
+        flipped = augment and bool(rng.random() < cfg.p_flip)
         width = image.shape[1]
         if flipped:
             pts, face_box = flip_landmarks(pts, width), flip_box(face_box, width)
@@ -221,11 +232,11 @@ class SelfBlender:
 
         blend = self.blend(image1, pts1, rng, source1)
         fake, real = blend.fake, blend.target
-        if cfg.post_transform_enabled:
+        if cfg.post_transform_enabled and augment:
             fake, real = self.post_transform(fake, real, rng)
 
         try:
-            crop2 = final_crop_window(image1.shape, box1, cfg.crop, rng)
+            crop2 = final_crop_window(image1.shape, box1, cfg.crop, rng if augment else None)
         except ValueError as err:
             raise SynthesisError(f"final crop failed: {err}") from err
         return SynthPair(
