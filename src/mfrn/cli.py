@@ -178,9 +178,10 @@ def _run_synth_cache(args) -> int:
     from mfrn.synth.rbi import build_cache
 
     config = _load_config(args)
-    # exactly the faces training will read: real faces of train + val, data.frames_per_video of each video
+    # exactly the faces training will read: real faces of train + val, data.frames_per_video of each video,
+    # data.faces_per_frame of each frame
     selection = select_faces(Manifest(args.prepared), TRAINING_SPLITS, config.data.val_fraction,
-                             config.data.frames_per_video)
+                             config.data.frames_per_video, config.data.faces_per_frame)
     print(selection.format("synth cache"))
     if not selection.faces:
         raise ValueError(f"{args.prepared}: no real faces of the train or val split to reconstruct")

@@ -133,3 +133,40 @@ def test_unusable_faces_are_skipped_up_front_with_the_reason(prepared_faces):
     dataset = PairDataset([faces[0], tiny_face, faces[2]], small_sbi())
     assert len(dataset) == 2 and [s.key for s in dataset.faces] == [faces[0].key, faces[2].key]
     assert dataset.skipped and "too small" in dataset.skipped[0][1]
+
+
+def test_training_faces_are_the_largest_face_of_each_frame(prepared_faces):
+    """SBI trains on the largest face of a frame; "all" keeps every face that prepare kept."""
+    from mfrn.synth.dataset import DataConfig
+
+    manifest = Manifest(prepared_faces)
+    every = split_faces(manifest, "train", faces_per_frame="all")
+    largest = split_faces(manifest, "train", faces_per_frame="largest")
+    assert DataConfig().faces_per_frame == "largest"
+
+    def area(sample):
+        x1, y1, x2, y2 = sample.face.box
+        return (x2 - x1) * (y2 - y1)
+
+    frames: dict[tuple[str, int], list] = {}
+    for sample in every:
+        frames.setdefault((sample.record.key, sample.frame.index), []).append(sample)
+    assert any(len(faces) > 1 for faces in frames.values()), "the sample media hold group photos"
+    assert len(largest) == len(frames) < len(every)
+    for sample in largest:
+        assert area(sample) == max(area(s) for s in frames[(sample.record.key, sample.frame.index)])
+    with pytest.raises(ValueError, match="faces_per_frame"):
+        split_faces(manifest, "train", faces_per_frame="biggest")
+
+
+def test_validation_dataset_makes_pairs_without_augmentation(prepared_faces):
+    from mfrn.synth.sbi import SelfBlender
+
+    faces = split_faces(Manifest(prepared_faces), "val", faces_per_frame="largest")[:3]
+    dataset = PairDataset(faces, small_sbi(), seed=5, fixed_epoch=0, augment=False)
+    blender = SelfBlender(small_sbi())
+    for index in range(len(faces)):
+        image, box, _, landmarks = faces[index].load()
+        pair = blender(image, landmarks, box, np.random.default_rng((5, 0, index)), augment=False)
+        expected = torch.from_numpy(np.stack([pair.real, pair.fake]).astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+        assert torch.equal(dataset[index]["image"], expected)

@@ -29,9 +29,22 @@ class DataConfig:
     prepared: str = ""  # folder written by `mfrn prepare`
     val_fraction: float = 0.2  # share of videos held out for validation when the manifest has no split
     frames_per_video: int = 8  # training frames per real video (SBI uses 8 of the 32 extracted)
-    batch_size: int = 16  # real faces per batch; each comes with its fake, so 2x images per step
+    # real faces per optimizer step over ALL processes (each comes with its fake, so 2x images); under
+    # torchrun it is split evenly across the processes, so a multi-GPU run takes the 1-GPU run's steps
+    batch_size: int = 16
     num_workers: int = 4
     seed: int = 0
+    # faces of a frame that train: "largest" (SBI: the largest face only) or "all" that prepare kept
+    faces_per_frame: str = "largest"
+    # SBI makes its val pairs without training-time augmentation (no flip, no joint post-transforms,
+    # test crop margins); True uses the training pipeline for them too
+    val_augmentation: bool = False
+
+    def __post_init__(self) -> None:
+        if self.faces_per_frame not in ("largest", "all"):
+            raise ValueError(f"data.faces_per_frame must be largest or all, got {self.faces_per_frame!r}")
+        if self.batch_size < 1:
+            raise ValueError("data.batch_size must be >= 1")
 
 
 def _hash_fraction(key: str) -> float:
@@ -80,11 +93,27 @@ def _side(record, val_fraction: float) -> str:
     return "val" if _hash_fraction(record.key) < val_fraction else "train"
 
 
+def _box_area(sample: FaceSample) -> float:
+    x1, y1, x2, y2 = sample.face.box
+    return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+
+
+def _largest_per_frame(samples: list[FaceSample]) -> list[FaceSample]:
+    """One face per frame: the one with the largest detector box (ties: the first listed)."""
+    best: dict[int, FaceSample] = {}
+    for sample in samples:
+        index = sample.frame.index
+        if index not in best or _box_area(sample) > _box_area(best[index]):
+            best[index] = sample
+    return [s for s in samples if best[s.frame.index] is s]
+
+
 def select_faces(
     manifest: Manifest,
     splits: Sequence[str] = TRAINING_SPLITS,
     val_fraction: float = 0.2,
     frames_per_video: int = 0,
+    faces_per_frame: str = "all",
 ) -> FaceSelection:
     """Real faces of ``splits`` ("train", "val", or "test" where the manifest names one).
 
@@ -92,10 +121,14 @@ def select_faces(
     built-in generator, the RBI cache). The manifest's own split is used where the dataset defines
     one; otherwise whole videos are assigned by a hash of their key (``val_fraction`` of them to
     "val"), so frames of one video never sit on both sides. Fake videos of a benchmark are never used
-    (training fakes are synthetic). ``frames_per_video`` > 0 keeps that many evenly spaced frames
-    per video. Everything left out is counted by reason.
+    (training fakes are synthetic). ``faces_per_frame="largest"`` keeps the face with the largest
+    detector box of each frame, as SBI trains (interpretation: "largest" by box area); "all" keeps
+    every face that prepare kept. ``frames_per_video`` > 0 keeps that many evenly spaced frames per
+    video. Everything left out is counted by reason.
     """
     splits = tuple(splits)
+    if faces_per_frame not in ("largest", "all"):
+        raise ValueError(f"faces_per_frame must be largest or all, got {faces_per_frame!r}")
     for split in splits:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
@@ -114,6 +147,11 @@ def select_faces(
     out: list[FaceSample] = []
     for key in sorted(by_video):
         samples = by_video[key]
+        if faces_per_frame == "largest":
+            largest = _largest_per_frame(samples)
+            if len(largest) < len(samples):
+                left_out["of smaller faces in a frame (data.faces_per_frame: largest)"] += len(samples) - len(largest)
+            samples = largest
         if frames_per_video:
             frames = sorted({s.frame.index for s in samples})
             keep = set(_evenly(frames, frames_per_video))
@@ -126,10 +164,11 @@ def select_faces(
 
 
 def split_faces(
-    manifest: Manifest, split: str, val_fraction: float = 0.2, frames_per_video: int = 0
+    manifest: Manifest, split: str, val_fraction: float = 0.2, frames_per_video: int = 0,
+    faces_per_frame: str = "all",
 ) -> list[FaceSample]:
     """Real faces of one split ("train", "val", or "test" where the manifest names one); see ``select_faces``."""
-    return select_faces(manifest, (split,), val_fraction, frames_per_video).faces
+    return select_faces(manifest, (split,), val_fraction, frames_per_video, faces_per_frame).faces
 
 
 class PairDataset(Dataset):
@@ -144,6 +183,7 @@ class PairDataset(Dataset):
         fixed_epoch: int | None = None,
         cache: ReconstructionCache | None = None,
         reconstructor=None,
+        augment: bool = True,
     ) -> None:
         from mfrn.synth.sbi import SelfBlender
 
@@ -157,6 +197,7 @@ class PairDataset(Dataset):
         self.epoch = 0 if fixed_epoch is None else fixed_epoch
         self.cache = cache
         self.reconstructor = reconstructor
+        self.augment = augment  # False: SBI's val pairs (see SelfBlender.__call__)
         self.stats: Counter = Counter()
         if self.rbi.probability > 0 and self.rbi.source == "cache" and self.cache is None:
             raise ValueError("rbi.source is 'cache' but no reconstruction cache was given (run `mfrn synth cache`)")
@@ -182,13 +223,14 @@ class PairDataset(Dataset):
 
     @classmethod
     def from_config(cls, faces, sbi_config, rbi_config: RBIConfig, prepared: Path, seed: int = 0,
-                    fixed_epoch: int | None = None, device: str | None = None) -> "PairDataset":
+                    fixed_epoch: int | None = None, device: str | None = None,
+                    augment: bool = True) -> "PairDataset":
         cache = reconstructor = None
         if rbi_config.probability > 0 and rbi_config.source == "cache":
             cache = ReconstructionCache(Path(rbi_config.cache_dir) if rbi_config.cache_dir else Path(prepared) / "rbi_cache")
         elif rbi_config.probability > 0 and rbi_config.source == "on_the_fly":
             reconstructor = build_reconstructor_from_config(rbi_config, device=device or "cpu")
-        return cls(faces, sbi_config, rbi_config, seed, fixed_epoch, cache, reconstructor)
+        return cls(faces, sbi_config, rbi_config, seed, fixed_epoch, cache, reconstructor, augment)
 
     def set_epoch(self, epoch: int) -> None:
         if self.fixed_epoch is None:
@@ -224,7 +266,7 @@ class PairDataset(Dataset):
         image, box, keypoints, landmarks = sample.load()
         source = self._rbi_source(sample, image, keypoints, rng)
         try:
-            pair = self.blender(image, landmarks, box, rng, source=source)
+            pair = self.blender(image, landmarks, box, rng, source=source, augment=self.augment)
         except Exception as error:
             raise RuntimeError(f"{sample.root / sample.face.crop_path} ({sample.key}): {error}") from error
         kind = "rbi" if source is not None else "sbi"
