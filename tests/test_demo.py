@@ -25,4 +25,4 @@ def test_quick_demo_writes_a_complete_report(sample_media, tmp_path, capsys):
     results = json.loads((out / "detect" / "results.json").read_text(encoding="utf-8"))
     assert results["results"] and 0.0 <= results["results"][0]["score"] <= 1.0
     assert "<img" in (out / "report.html").read_text(encoding="utf-8")
-    assert (out / "run" / "best.pt").is_file()
+    assert (out / "run" / "best.pt").is_file() and (out / "run" / "selected.pt").is_file()

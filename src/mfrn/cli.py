@@ -248,6 +248,8 @@ def _run_train(args) -> int:
     result = train(config, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun, rank 0 reports
         return 0
+    if result.selected_checkpoint and result.selection is not None:
+        print(f"selected checkpoint (evaluate this one): {result.selected_checkpoint} = {result.selection.describe()}")
     if result.best_checkpoint and result.best_val_auc is not None:
         print(f"best checkpoint: {result.best_checkpoint} (val AUC {result.best_val_auc:.4f})")
     print(f"last checkpoint: {result.last_checkpoint} (step {result.global_step})")

@@ -154,7 +154,7 @@ def run_demo(out: Path, minutes: float = 5.0, quick: bool = False) -> int:
     _step(6, total, "test: real faces of held-out media (not used for training or checkpoint choice) vs their synthetic fakes")
     from mfrn.inference import Detector
 
-    detector = Detector.from_checkpoint(result.best_checkpoint or result.last_checkpoint, device="cpu")
+    detector = Detector.from_checkpoint(result.selected_checkpoint or result.last_checkpoint, device="cpu")
     evaluations = {}
     for name, rbi in (("SBI fakes", RBIConfig(probability=0.0, source="off")),
                       ("RBI fakes", RBIConfig(probability=1.0, source="cache"))):
@@ -172,7 +172,7 @@ def run_demo(out: Path, minutes: float = 5.0, quick: bool = False) -> int:
               f"EER {metrics.eer:.3f} on {metrics.n_real} real + {metrics.n_fake} fake test faces")
 
     _step(7, total, "mfrn detect on a real face video that was in neither split")
-    detected = run_detect(plan.detect, result.best_checkpoint or result.last_checkpoint, out / "detect",
+    detected = run_detect(plan.detect, result.selected_checkpoint or result.last_checkpoint, out / "detect",
                           device="cpu", detector=detector)
     print(detected)
 

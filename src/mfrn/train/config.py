@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mfrn.train.selection import CHECKPOINT_RULES
+
 
 @dataclass
 class TrainConfig:
@@ -15,9 +17,12 @@ class TrainConfig:
     sam: bool = True
     sam_rho: float = 0.05
     sam_adaptive: bool = False
+    # BatchNorm running statistics in SAM's second pass (at w + e): "update" as SBI's code does (it
+    # runs two ordinary forward passes), or "freeze" so that each step updates them once
+    sam_bn_second_pass: str = "update"
     schedule: str = "sbi"  # "sbi" (constant for 75 %, then linear to 0) | "cosine" | "constant"
     warmup_steps: int = 0
-    amp: str = "off"  # "off" | "bf16" | "fp16"
+    amp: str = "off"  # "off" | "bf16" | "fp16" (SBI trains in fp32)
     channels_last: bool = False
     grad_clip: float = 0.0  # 0 = off
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -25,6 +30,12 @@ class TrainConfig:
     out_dir: str = "runs/mfrn"
     save_every_steps: int = 0  # also save last.pt every N steps (0 = at epoch ends only)
     val_every_epochs: int = 1
+    # which epoch becomes selected.pt (mfrn.train.selection): "latest_of_top_k" = SBI's rule, the latest
+    # of the checkpoint_top_k best epochs by val AUC; "best" = the highest val AUC. best.pt is kept either way.
+    checkpoint_rule: str = "latest_of_top_k"
+    checkpoint_top_k: int = 5
+    # under torchrun on GPUs: BatchNorm statistics over the global batch, as one GPU sees it (no effect on CPU)
+    sync_batchnorm: bool = True
     log_every_steps: int = 10
     max_steps: int = 0  # stop after this many steps in total (0 = run all epochs)
     tensorboard: bool = True
@@ -36,3 +47,9 @@ class TrainConfig:
             raise ValueError(f"train.amp must be off, bf16 or fp16, got {self.amp!r}")
         if self.epochs < 1:
             raise ValueError("train.epochs must be >= 1")
+        if self.sam_bn_second_pass not in ("update", "freeze"):
+            raise ValueError(f"train.sam_bn_second_pass must be update or freeze, got {self.sam_bn_second_pass!r}")
+        if self.checkpoint_rule not in CHECKPOINT_RULES:
+            raise ValueError(f"train.checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {self.checkpoint_rule!r}")
+        if self.checkpoint_top_k < 1:
+            raise ValueError("train.checkpoint_top_k must be >= 1")

@@ -23,10 +23,9 @@ from mfrn.data.manifest import Manifest
 from mfrn.synth.dataset import PairDataset, collate_pairs, split_faces
 from mfrn.train.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from mfrn.train.distributed import DistInfo, barrier, cleanup, init_distributed, resolve_device
+from mfrn.train.selection import BEST_FILE, SELECTED_FILE, Selection, rule_text, select_checkpoint
 
 log = logging.getLogger(__name__)
-
-SELECTION_RULE = "best.pt = the epoch with the highest AUC on the training data's val split (real val faces + their synthetic fakes); ties keep the earlier epoch"
 
 
 @dataclass
@@ -40,6 +39,10 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
     weights_digest: str = ""  # SHA-256 of this rank's final weights (DDP ranks must agree)
+    selected_checkpoint: Path | None = None  # the one to evaluate: train.checkpoint_rule's choice
+    selection: Selection | None = None
+    batch_per_process: int = 0  # data.batch_size (the global batch) / number of processes
+    steps_per_epoch: int = 0
 
 
 class ResumableSampler(DistributedSampler):
@@ -56,6 +59,20 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return super().__len__() - self.skip
+
+
+def per_process_batch(global_batch: int, world_size: int) -> int:
+    """Each process's share of ``data.batch_size``, the global batch (an error if it does not divide).
+
+    With an equal share per process, DistributedSampler's interleaved indices make step k of an
+    N-process run see exactly the faces of step k of the 1-process run, with as many steps per epoch.
+    """
+    if global_batch % world_size:
+        raise ValueError(
+            f"data.batch_size {global_batch} is the global batch and does not split evenly across "
+            f"{world_size} processes: use a multiple of {world_size}"
+        )
+    return global_batch // world_size
 
 
 def preprocessing_of(config: Config, prepared: Path | None) -> dict:
@@ -136,7 +153,10 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
 
     dist_info: DistInfo = init_distributed(None if config.train.device == "auto" else config.train.device)
     device = resolve_device(config.train.device, dist_info)
+    per_process = per_process_batch(config.data.batch_size, dist_info.world_size)
     out_dir = Path(config.train.out_dir)
+    t = config.train
+    selection_text = rule_text(t.checkpoint_rule, t.checkpoint_top_k)
     if resume == "auto":
         resume = out_dir / "last.pt" if (out_dir / "last.pt").is_file() else None
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
@@ -146,14 +166,16 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     if not config.data.prepared:
         raise ValueError("data.prepared is empty: give the folder written by `mfrn prepare`")
     manifest = Manifest(prepared)
-    train_faces = split_faces(manifest, "train", config.data.val_fraction, config.data.frames_per_video)
-    val_faces = split_faces(manifest, "val", config.data.val_fraction, config.data.frames_per_video)
+    train_faces = split_faces(manifest, "train", config.data.val_fraction, config.data.frames_per_video,
+                              config.data.faces_per_frame)
+    val_faces = split_faces(manifest, "val", config.data.val_fraction, config.data.frames_per_video,
+                            config.data.faces_per_frame)
     if not val_faces:
         raise ValueError(f"{prepared}: no validation faces (val split empty); raise data.val_fraction or add videos")
     device_name = device.type
     train_set = PairDataset.from_config(train_faces, config.sbi, config.rbi, prepared, config.train.seed, device=device_name)
     val_set = PairDataset.from_config(val_faces, config.sbi, config.rbi, prepared, config.train.seed + 1_000_003,
-                                      fixed_epoch=0, device=device_name)
+                                      fixed_epoch=0, device=device_name, augment=config.data.val_augmentation)
 
     sampler = ResumableSampler(train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                seed=config.train.seed, drop_last=True)
@@ -161,16 +183,18 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                          pin_memory=device.type == "cuda", persistent_workers=False)
     if config.data.num_workers > 0 and config.rbi.source == "on_the_fly" and config.rbi.probability > 0:
         loader_kwargs["multiprocessing_context"] = "spawn"  # the generator's torch state must not be forked
-    steps_per_epoch = len(sampler) // config.data.batch_size
+    steps_per_epoch = len(sampler) // per_process
     if steps_per_epoch == 0:
         raise ValueError(
-            f"{len(train_set)} training faces on {dist_info.world_size} process(es) make no full batch of "
+            f"{len(train_set)} training faces make no full (global) batch of "
             f"{config.data.batch_size}: lower data.batch_size or prepare more faces"
         )
     val_loader = DataLoader(val_set, batch_size=config.data.batch_size, shuffle=False, drop_last=False, **loader_kwargs)
     total_steps = steps_per_epoch * config.train.epochs
 
     model = build_model(config.model).to(device)
+    if dist_info.enabled and config.train.sync_batchnorm and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch, as on 1 GPU
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     core = model
@@ -203,8 +227,11 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         out_dir.mkdir(parents=True, exist_ok=True)
         print(f"train: {len(train_set)} faces ({len(train_faces)} train / {len(val_faces)} val), "
               f"{steps_per_epoch} steps/epoch x {config.train.epochs} epochs, batch {config.data.batch_size}+"
-              f"{config.data.batch_size} x {dist_info.world_size} process(es), device {device}, amp {config.train.amp}")
-        print(f"checkpoint rule: {SELECTION_RULE}")
+              f"{config.data.batch_size} ({per_process}+{per_process} on each of {dist_info.world_size} process(es)), "
+              f"device {device}, amp {config.train.amp}")
+        if dist_info.enabled and device.type != "cuda" and config.train.sync_batchnorm:
+            print("train.sync_batchnorm: no SyncBatchNorm on CPUs; BatchNorm statistics are per process")
+        print(f"checkpoint rule: {selection_text}")
         skipped = train_set.skipped + val_set.skipped
         if skipped:
             print(f"skipped {len(skipped)} faces SBI cannot blend (first: {skipped[0][0]}: {skipped[0][1]})")
@@ -230,7 +257,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             "preprocessing": preprocessing_of(config, prepared),
             "best_val_auc": best_auc,
             "history": history,
-            "selection_rule": SELECTION_RULE,
+            "selection_rule": selection_text,
+            "selection": select_checkpoint(history, t.checkpoint_rule, t.checkpoint_top_k).to_dict(),
         }
 
     def save_last() -> None:
@@ -243,9 +271,9 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         while epoch < config.train.epochs and not stopped:
             sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
-            sampler.skip = step_in_epoch * config.data.batch_size
+            sampler.skip = step_in_epoch * per_process
             generator = torch.Generator().manual_seed(config.train.seed * 1000 + epoch)
-            loader = DataLoader(train_set, batch_size=config.data.batch_size, sampler=sampler, drop_last=True,
+            loader = DataLoader(train_set, batch_size=per_process, sampler=sampler, drop_last=True,
                                 generator=generator, **loader_kwargs)
             bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{config.train.epochs}",
                        disable=not (progress and dist_info.is_main), dynamic_ncols=True)
@@ -289,27 +317,42 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                     best_auc = entry["val_auc"]
                 entry["best"] = improved
                 history.append(entry)
+                selected = select_checkpoint(history, t.checkpoint_rule, t.checkpoint_top_k).epoch == epoch
+                entry["selected"] = selected
+                saved = [name for name, flag in ((BEST_FILE, improved), (SELECTED_FILE, selected)) if flag]
                 print(f"epoch {epoch}: train loss {entry['train_loss']:.4f}, val AUC {entry['val_auc']:.4f}, "
-                      f"val loss {entry['val_loss']:.4f}" + (" (best so far: saved best.pt)" if improved else ""))
+                      f"val loss {entry['val_loss']:.4f}" + (f" (saved {', '.join(saved)})" if saved else ""))
                 if writer is not None:
                     writer.add_scalar("val/auc", entry["val_auc"], global_step)
                     writer.add_scalar("val/loss", entry["val_loss"], global_step)
                 if improved:
-                    save_checkpoint(out_dir / "best.pt", payload())
+                    save_checkpoint(out_dir / BEST_FILE, payload())
+                if selected:
+                    save_checkpoint(out_dir / SELECTED_FILE, payload())
             elif dist_info.is_main:
                 history.append(entry)
             save_last()
             barrier(dist_info)
+        if dist_info.enabled:
+            # without SyncBatchNorm (CPUs) the last pass left per-process BatchNorm statistics; rank 0's
+            # are the saved ones, and DDP would hand them to every rank at the next forward anyway
+            for buffer in core.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         digest = weights_digest(core)
     finally:
         if writer is not None:
             writer.close()
         cleanup(dist_info)
-    best_path = out_dir / "best.pt"
+    best_path, selected_path = out_dir / BEST_FILE, out_dir / SELECTED_FILE
+    selection = select_checkpoint(history, t.checkpoint_rule, t.checkpoint_top_k)
+    if dist_info.is_main and selection.epoch is not None:
+        print(f"selected checkpoint: {selected_path} = {selection.describe()}")
     return TrainResult(out_dir=out_dir, last_checkpoint=out_dir / "last.pt",
                        best_checkpoint=best_path if best_path.is_file() else None, global_step=global_step,
                        epochs_done=epoch, best_val_auc=best_auc, history=history, stopped_early=stopped,
-                       weights_digest=digest)
+                       weights_digest=digest,
+                       selected_checkpoint=selected_path if selected_path.is_file() else None,
+                       selection=selection, batch_per_process=per_process, steps_per_epoch=steps_per_epoch)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -336,7 +379,9 @@ def _train_step(model, core, criterion, optimizer, scaler, images, targets, conf
         from mfrn.train.sam import sam_step
 
         # interpretation: train.grad_clip applies to plain optimisers only; SAM's ascent is already normalised
-        loss = sam_step(optimizer, closure_loss, scaler=scaler, model=core).loss
+        # SBI updates BatchNorm statistics in both passes; "freeze" hands sam_step the model to freeze them in pass 2
+        frozen = core if config.train.sam_bn_second_pass == "freeze" else None
+        loss = sam_step(optimizer, closure_loss, scaler=scaler, model=frozen).loss
     else:
         optimizer.zero_grad(set_to_none=True)
         loss = closure_loss()

@@ -11,13 +11,14 @@ How the training loop calls it (one batch)::
             output = model(images)
             return criterion(output, labels, region_maps, boundary_maps).total
 
-    result = sam_step(sam, compute_loss, scaler=scaler, model=model)
+    result = sam_step(sam, compute_loss, scaler=scaler)       # model=model: BN frozen in pass 2
     model.project_constraints()                               # after every optimizer step
     scheduler.step()                                          # per step, after the update
 
 ``sam_step`` does: pass 1 (loss at w, backward), SAM ascent to w + e(w), pass 2 (loss at
-w + e, backward, BatchNorm running statistics frozen), restore w, base optimizer step with the
-pass-2 gradients. fp16 with a GradScaler: pass-1 gradients are unscaled before the ascent and
+w + e, backward), restore w, base optimizer step with the pass-2 gradients. BatchNorm running
+statistics are updated in both passes, as SBI's training does, unless ``model`` is given: then
+they are frozen in pass 2 (``train.sam_bn_second_pass: freeze``). fp16 with a GradScaler: pass-1 gradients are unscaled before the ascent and
 the whole step is skipped (scale backed off) when they hold inf/NaN; pass 2 goes through
 ``scaler.step``/``scaler.update`` as usual. bf16 autocast needs no scaler.
 
@@ -197,7 +198,8 @@ def sam_step(
 ) -> SAMStepResult:
     """One SAM update with optional AMP: see the module docstring. ``compute_loss`` runs the
     forward pass (under autocast if wanted) and returns the scalar loss, without backward.
-    Pass ``model`` to keep BatchNorm running statistics from being updated twice."""
+    Pass ``model`` to keep BatchNorm running statistics from being updated in pass 2 (at w + e);
+    without it they are updated in both passes, as in SBI."""
     scaling = scaler is not None and scaler.is_enabled()
     sam.zero_grad()
     loss = compute_loss()
