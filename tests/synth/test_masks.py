@@ -192,6 +192,20 @@ def test_elastic_deformation(face_crop, rng):
     assert abs(deformed.sum() - mask.sum()) < 0.05 * mask.sum()
 
 
+def test_elastic_field_on_a_coarse_grid_keeps_the_statistics():
+    """The smooth displacement field drawn every 3 px and interpolated has the full-resolution field's
+    amplitude and correlation length (alpha 50, sigma 7: std about 1.2 px, correlation exp(-d^2 / 4 sigma^2))."""
+    stats = {}
+    for step in (1, 3):
+        rng = np.random.default_rng(0)
+        dx = np.stack([masks.elastic_field((200, 180), rng, 50.0, 7.0, step)[0] for _ in range(60)])
+        var = float(np.mean(dx * dx))
+        stats[step] = (np.sqrt(var), float(np.mean(dx[:, :, :-7] * dx[:, :, 7:])) / var)
+    assert stats[3][0] == pytest.approx(stats[1][0], rel=0.1)
+    assert stats[3][1] == pytest.approx(np.exp(-0.25), abs=0.05) and stats[1][1] == pytest.approx(np.exp(-0.25), abs=0.05)
+    assert masks.MaskConfig().elastic_field_step == 0  # auto: sigma // 2
+
+
 def test_validate_landmarks_reasons(face_crop):
     image, landmarks = face_crop
     np.testing.assert_array_equal(masks.validate_landmarks(landmarks, image.shape), landmarks)
