@@ -98,3 +98,28 @@ def test_missing_and_pickled_weights_files_are_refused(tmp_path):
 def test_backbone_without_stride_4_levels_names_the_problem():
     with pytest.raises(ValueError, match="out_indices"):
         FeatureBackbone(_cfg("test_vit"))
+
+
+def test_paper_configs_use_sbis_advprop_b4_fed_unnormalised_inputs():
+    """SBI: tf_efficientnet_b4.ap_in1k (TF "same" padding, BN eps 1e-3), [0, 1] inputs, no mean/std."""
+    from mfrn.config import load_config
+    from mfrn.models.backbone import create_classifier
+
+    for name in ("configs/mfrn_effb4.yaml", "configs/sbi_effb4.yaml"):
+        config = load_config(name)
+        assert config.model.backbone == "tf_efficientnet_b4.ap_in1k" and config.model.normalize_input is False
+        assert config.train.amp == "off"  # SBI trains in fp32
+    # MFRN's feature extractor on it (small input, no weights: the structure is what counts here)
+    cfg = ModelConfig(backbone="tf_efficientnet_b4.ap_in1k", pretrained=False, input_size=96, normalize_input=False)
+    model = build_model(cfg).eval()
+    assert model.backbone.strides == (4, 8, 16, 32) and model.backbone.channels == (32, 56, 160, 448)
+    batchnorms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert batchnorms and {m.eps for m in batchnorms} == {1e-3}
+    assert type(model.backbone.body.conv_stem).__name__ == "Conv2dSame"  # TF "same" padding
+    image = torch.rand(1, 3, 96, 96)
+    assert torch.equal(model.normalize(image), image)  # fed as is
+    with torch.no_grad():
+        output = model(image)
+    assert output.logits.shape == (1, 2) and output.region_logits.shape[-1] == 96 // 4
+    classifier = create_classifier(ModelConfig(backbone="tf_efficientnet_b4.ap_in1k", pretrained=False))
+    assert {m.eps for m in classifier.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
