@@ -157,6 +157,11 @@ def test_training_faces_are_the_largest_face_of_each_frame(prepared_faces):
         assert area(sample) == max(area(s) for s in frames[(sample.record.key, sample.frame.index)])
     with pytest.raises(ValueError, match="faces_per_frame"):
         split_faces(manifest, "train", faces_per_frame="biggest")
+    # the faces left out are counted with the reason, as every stage prints them
+    from mfrn.synth.dataset import select_faces
+
+    selection = select_faces(manifest, ("train",), faces_per_frame="largest")
+    assert selection.left_out["of smaller faces in a frame (data.faces_per_frame: largest)"] == len(every) - len(largest)
 
 
 def test_validation_dataset_makes_pairs_without_augmentation(prepared_faces):
