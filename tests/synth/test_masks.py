@@ -28,11 +28,23 @@ def test_hull_masks_are_binary_and_cover_the_face(face_crop, mask_type):
 
 def test_hull_variants_differ_as_described(face_crop):
     image, landmarks = face_crop
-    area = {t: masks.hull_mask(landmarks, image.shape, t).sum() for t in masks.MASK_TYPES}
+    area = {t: masks.hull_mask(landmarks[:68], image.shape, t).sum() for t in masks.MASK_TYPES}
     assert area["components"] <= area["dfl_full"] < area["extended"]
-    assert area["dfl_full"] < area["facehull"]  # the forehead points add to the full hull
-    hull68 = masks.hull_mask(landmarks[:68], image.shape, "facehull").sum()
-    assert hull68 < area["facehull"]
+    assert area["dfl_full"] <= area["facehull"]
+    hull81 = masks.hull_mask(landmarks, image.shape, "facehull").sum()
+    assert area["facehull"] < hull81  # the forehead points add to the full hull
+
+
+def test_dfl_full_reads_68_points_unless_the_forehead_is_switched_on(face_crop):
+    image, landmarks = face_crop
+    with_forehead = masks.hull_mask(landmarks, image.shape, "dfl_full", masks.MaskConfig(dfl_full_forehead=True))
+    without = masks.hull_mask(landmarks, image.shape, "dfl_full")  # Face X-ray's definition: 68 points only
+    assert np.array_equal(without, masks.hull_mask(landmarks[:68], image.shape, "dfl_full"))
+    assert with_forehead.sum() > 1.1 * without.sum()
+    assert np.all(with_forehead >= without)
+    top = int(np.floor(landmarks[68:, 1].min())) + 2  # rows above the brows belong to the mask only with the forehead
+    brows_top = int(np.floor(landmarks[17:27, 1].min()))
+    assert with_forehead[top:brows_top].any() and not without[top:brows_top - 2].any()
 
 
 def _real_faces(prepared_faces, count: int = 8) -> list[tuple[tuple[int, ...], np.ndarray]]:

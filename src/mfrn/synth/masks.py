@@ -39,6 +39,10 @@ class MaskConfig:
     components_style: str = "union8"
     # step 2: landmark coordinates are truncated to integers before filling (SBI); False rounds them
     truncate_coordinates: bool = True
+    # step 2: Face X-ray's dfl_full reads only the 68 points (jaw, mouth, brows), so SBI's forehead reaches
+    # its masks through facehull; True adds the 13 forehead points to dfl_full when 81 are given
+    # (interpretation: method.md's "+ forehead" wording; the library's definition is the default)
+    dfl_full_forehead: bool = False
     # step 4: random affine of source and mask
     translate_x: float = 0.03  # fraction of the width, +-
     translate_y: float = 0.015  # fraction of the height, +-
@@ -165,7 +169,8 @@ def hull_groups(landmarks: np.ndarray, mask_type: str, cfg: MaskConfig | None = 
     if cfg.truncate_coordinates:
         pts = np.trunc(pts)
     if mask_type == "dfl_full":
-        return [pts[list(JAW) + list(BROWS)]]
+        forehead = list(range(N68, len(pts))) if cfg.dfl_full_forehead else []
+        return [pts[list(JAW) + list(BROWS) + forehead]]
     if mask_type == "extended":
         if cfg.extended_reference == "eyelid":
             brows = _lift_from_eyelids(pts, cfg.extended_lift)
