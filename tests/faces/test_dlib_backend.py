@@ -52,3 +52,19 @@ def test_analyzer_on_a_face_api_group_photo(sample_media, face_analyzer):
         x1, y1, x2, y2 = face.box
         centre = face.landmarks[:68].mean(axis=0)
         assert x1 <= centre[0] <= x2 and y1 <= centre[1] <= y2
+
+
+def test_detector_keypoints_can_come_from_a_given_predictor_file(astronaut, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.dat"):
+        DlibHogDetector(model_path=tmp_path / "missing.dat")
+    default = DlibHogDetector().detect(astronaut)[0]
+    given = DlibHogDetector(model_path=find_model_file("shape_predictor_68_face_landmarks.dat")).detect(astronaut)[0]
+    assert np.allclose(given.keypoints, default.keypoints)
+
+
+def test_the_100_mb_predictor_is_loaded_once_per_process(astronaut):
+    from mfrn.faces.backends.dlib_backend import DlibLandmarker
+
+    detector = DlibHogDetector()
+    detector.detect(astronaut)  # loads the keypoint predictor
+    assert DlibLandmarker()._predictor is DlibLandmarker()._predictor is detector._keypoint_predictor

@@ -8,6 +8,7 @@ landmarks are always predicted on the full-resolution image.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def _dlib():
     except ImportError as exc:  # pragma: no cover - dlib-bin is a core dependency
         raise ImportError("the dlib backend needs dlib: pip install dlib-bin") from exc
     return dlib
+
+
+@functools.lru_cache(maxsize=4)
+def _shape_predictor(path: str):
+    """One loaded predictor per file and process (the 68-point file is 100 MB: about 1.5 s to load);
+    the detector's keypoints and the landmarker share it."""
+    return _dlib().shape_predictor(path)
 
 
 def find_model_file(filename: str) -> Path:
@@ -64,9 +72,14 @@ class DlibHogDetector(FaceDetector):
     # dlib's HOG window is 80 x 80 px: at upsample 0 it finds faces of about that width and larger
     WINDOW = 80
 
-    def __init__(self, max_side: int = 640, upsample: int | str = "auto", threshold: float = 0.3) -> None:
+    def __init__(self, max_side: int = 640, upsample: int | str = "auto", threshold: float = 0.3,
+                 model_path: str | Path | None = None) -> None:
         self._detector = _dlib().get_frontal_face_detector()
         self.max_side = int(max_side)
+        # the 68-point predictor behind the 5 keypoints (default: face-recognition-models' file)
+        self.model_path = Path(model_path) if model_path else None
+        if self.model_path is not None and not self.model_path.is_file():
+            raise FileNotFoundError(f"{self.model_path}: shape predictor file not found")
         if upsample != "auto" and not (isinstance(upsample, int) and upsample >= 0):
             raise ValueError(f"dlib detector: upsample must be 'auto' or an integer >= 0, got {upsample!r}")
         self.upsample = upsample
@@ -104,7 +117,8 @@ class DlibHogDetector(FaceDetector):
         # dlib's 5-point model gives eye corners + nose base; we want eye centres, nose, mouth corners,
         # so the 68-point model is used (the same one the landmarker uses; loaded once).
         if self._keypoint_predictor is None:
-            self._keypoint_predictor = _dlib().shape_predictor(str(find_model_file("shape_predictor_68_face_landmarks.dat")))
+            path = self.model_path or find_model_file("shape_predictor_68_face_landmarks.dat")
+            self._keypoint_predictor = _shape_predictor(str(path))
         shape = self._keypoint_predictor(image, _to_rect(_dlib(), box))
         return keypoints_from_landmarks(_shape_to_array(shape))
 
@@ -120,7 +134,7 @@ class DlibLandmarker(Landmarker):
         path = Path(model_path) if model_path else find_model_file("shape_predictor_68_face_landmarks.dat")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: shape predictor file not found")
-        self._predictor = _dlib().shape_predictor(str(path))
+        self._predictor = _shape_predictor(str(path))
 
     def predict(self, image: np.ndarray, detection: FaceDetection) -> np.ndarray:
         shape = self._predictor(image, _to_rect(_dlib(), detection.box))
