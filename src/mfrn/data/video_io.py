@@ -1,0 +1,77 @@
+"""Deterministic H.264 writing for built datasets: the same frames give the same bytes.
+
+libx264 runs single-threaded with fixed settings, without its macroblock tree (``no-mbtree``: with
+it, this build's libx264 encoded identical frames of some sizes, e.g. 528x432, to different bytes
+from run to run, so its output evidently depended on memory it had not written), and with FFmpeg's
+bit-exact flags (no library version strings in the container). RGB becomes YUV 4:2:0 in OpenCV
+(BT.601, limited range, what decoders assume) into frames whose every byte is set. So a tree built
+twice from the same media is byte-identical on the same installation. Files are written atomically
+(``mfrn.io_utils``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from mfrn.io_utils import atomic_write_bytes
+
+
+def encode_h264(
+    path: Path, frames: Iterable[np.ndarray], fps: Fraction | float, crf: int = 23, preset: str = "medium",
+) -> int:
+    """Encode RGB uint8 frames (all of one even-sized shape) to an H.264 MP4 at ``path``; returns the
+    number of frames. ``crf=0`` is lossless (used for mask videos)."""
+    import av
+    import cv2
+
+    rate = Fraction(fps).limit_denominator(100_000)
+    buffer = io.BytesIO()
+    count = 0
+    with av.open(buffer, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        # interpretation: FF++'s c23 is x264 at CRF 23 with its defaults; mb-tree is off here (see above)
+        stream.options = {"crf": str(int(crf)), "preset": preset, "threads": "1", "x264-params": "no-mbtree=1"}
+        for image in frames:
+            image = np.ascontiguousarray(image, dtype=np.uint8)
+            if count == 0:
+                height, width = image.shape[:2]
+                if width % 2 or height % 2:
+                    raise ValueError(f"{path}: H.264 (yuv420p) needs even frame sizes, got {width}x{height}")
+                stream.width, stream.height = width, height
+            elif image.shape[:2] != (stream.height, stream.width):
+                raise ValueError(f"{path}: frame {count} is {image.shape[1]}x{image.shape[0]}, "
+                                 f"the video is {stream.width}x{stream.height}")
+            frame = _yuv420_frame(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), width, height)
+            frame.pts = count
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            count += 1
+        if count == 0:
+            raise ValueError(f"{path}: no frames to encode")
+        for packet in stream.encode():
+            container.mux(packet)
+    atomic_write_bytes(path, buffer.getvalue())
+    return count
+
+
+def _yuv420_frame(i420: np.ndarray, width: int, height: int):
+    """A yuv420p ``av.VideoFrame`` from OpenCV's I420 layout with every byte of its planes set (the row
+    padding FFmpeg allocates is zeroed), so nothing the encoder might read is left to chance."""
+    import av
+
+    frame = av.VideoFrame(width, height, "yuv420p")
+    y = i420[:height]
+    u = i420[height:height + height // 4].reshape(height // 2, width // 2)
+    v = i420[height + height // 4:].reshape(height // 2, width // 2)
+    for plane, data in zip(frame.planes, (y, u, v)):
+        rows = np.zeros((plane.height, plane.line_size), dtype=np.uint8)
+        rows[:, :plane.width] = data
+        plane.update(rows.tobytes())
+    return frame
