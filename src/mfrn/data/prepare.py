@@ -8,7 +8,6 @@ crop and record is written atomically, so a kill loses at most the items in prog
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import signal
 import time
 import traceback
@@ -28,6 +27,7 @@ from mfrn.data.manifest import (
     Manifest,
     MediaRecord,
 )
+from mfrn.data.parallel import spawn_imap
 from mfrn.io_utils import atomic_write_image, atomic_write_json
 
 
@@ -386,17 +386,8 @@ def run_prepare(
             for item in todo:
                 account(_work(item))
         elif todo:
-            context = mp.get_context("spawn")
-            pool = context.Pool(workers, initializer=_init_worker, initargs=(config, str(out_dir)))
-            try:
-                for result in pool.imap_unordered(_work, todo, chunksize=1):
-                    account(result)
-                pool.close()
-            except BaseException:
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
+            for result in spawn_imap(_work, todo, workers, _init_worker, (config, str(out_dir))):
+                account(result)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
