@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfrn.data.faceswap import FaceSwapConfig
 from mfrn.io_utils import atomic_write_json, atomic_write_text
 
 BUILDER_VERSION = 1
@@ -97,6 +98,7 @@ class BenchmarkConfig:
     video_frames: int = 72  # frames per clip cut from a real video
     min_face: int = 80  # faces narrower than this (photo pixels) are not used
     source_frames: int = 5  # frames of the source clip searched for the best (highest-score) face
+    swap: FaceSwapConfig = FaceSwapConfig()
     seed: int = 0
 
     @property
@@ -442,7 +444,7 @@ def _write_fake(target: _ClipSpec, source: _ClipSpec, config: BenchmarkConfig, r
     from mfrn.data.video_io import encode_h264
 
     frame, face = _source_face(source, config)
-    swapper = FaceSwapper(frame, face.landmarks)
+    swapper = FaceSwapper(frame, face.landmarks, config.swap)
     fake_id = f"{target.info.id}_{source.info.id}"
     method = root / "manipulated_sequences" / METHOD
     images, masks, swapped = [], [], 0
