@@ -116,7 +116,7 @@ def test_eval_under_torchrun_splits_videos_and_merges(ffpp_tree, tiny_checkpoint
 @pytest.fixture(scope="module")
 def ffpp_with_a_missing_video(sample_media, tmp_path_factory):
     """FF++ Deepfakes test pair of real videos whose split file lists one fake that is not on disk."""
-    root = build_ffpp(tmp_path_factory.mktemp("ffpp_missing"), methods=("Deepfakes",), with_masks=False,
+    root = build_ffpp(tmp_path_factory.mktemp("ffpp_missing"), "c23", methods=("Deepfakes",), with_masks=False,
                       skip=("Deepfakes/005_004",))
     from mfrn.data.readers import build_reader
 
