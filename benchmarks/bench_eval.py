@@ -38,7 +38,7 @@ def make_checkpoint(path: Path, overrides: list[str]) -> Path:
 
     from mfrn.config import config_to_dict, load_config
     from mfrn.models import build_model
-    from mfrn.train.checkpoint import save_checkpoint
+    from mfrn.checkpoint import save_checkpoint
 
     config = load_config(None, overrides)
     torch.manual_seed(0)
@@ -75,7 +75,8 @@ def throughput(args) -> None:
         folder = make_folder(tmp / "videos", sample_video(), args.videos)
         for name, overrides in (("tiny MFRN (test_efficientnet, 64 px)", TINY),
                                 ("EfficientNet-B4 MFRN (380 px)", EFFB4)):
-            detector = Detector.from_checkpoint(make_checkpoint(tmp / "model.pt", overrides), device=args.device)
+            detector = Detector.from_checkpoint(make_checkpoint(tmp / "model.pt", overrides), device=args.device,
+                                                warn_uncalibrated=False)
             detector.protocol.n_frames = args.frames
             reader = build_reader("folder", folder)
             start = time.perf_counter()
@@ -92,7 +93,7 @@ def memory_child(args) -> None:
     from mfrn.evaluate.runner import score_records
     from mfrn.inference import Detector
 
-    detector = Detector.from_checkpoint(args.checkpoint, device="cpu")
+    detector = Detector.from_checkpoint(args.checkpoint, device="cpu", warn_uncalibrated=False)
     detector.protocol.n_frames = args.frames
     score_records(detector, build_reader("folder", args.folder).records(), args.out, "folder", progress=False)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

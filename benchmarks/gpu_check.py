@@ -1110,11 +1110,12 @@ def eval_rate(ctx: Context, checkpoint: Path, folder: Path, name: str, deadline:
     from mfrn.inference import Detector
 
     face_detector, how, counter = _eval_detector(ctx, name)
-    loaded = Detector.from_checkpoint(checkpoint, device=str(ctx.device))
+    loaded = Detector.from_checkpoint(checkpoint, device=str(ctx.device), warn_uncalibrated=False)
     protocol = loaded.protocol
     protocol.n_frames = ctx.plan.eval_frames
     analyzer = FaceAnalyzer(face_detector, DlibLandmarker(model_path=ctx.predictor), protocol.min_face_area_ratio)
-    detector = Detector(loaded.model, loaded.config, loaded.preprocessing, ctx.device, protocol, analyzer)
+    detector = Detector(loaded.model, loaded.crop, protocol, loaded.preprocessing, loaded.calibration, ctx.device,
+                        analyzer)
     records = list(build_reader("folder", folder).records())
     # one video first, untimed: model and detector warm-up (CUDA kernels, cudnn)
     score_records(detector, records[:1], ctx.work / f"eval-{name}-warmup", "folder", progress=False)
@@ -1178,7 +1179,7 @@ def inference_rates(ctx: Context, checkpoint: Path, deadline: Deadline) -> dict:
 
     from mfrn.inference import Detector
 
-    detector = Detector.from_checkpoint(checkpoint, device=str(ctx.device))
+    detector = Detector.from_checkpoint(checkpoint, device=str(ctx.device), warn_uncalibrated=False)
     size, batch = detector.image_size, detector.protocol.batch_size
     crops = list(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
     window = ctx.plan.inference_seconds

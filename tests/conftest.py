@@ -84,7 +84,7 @@ def tiny_checkpoint(tmp_path_factory):
 
     from mfrn.config import config_to_dict, load_config
     from mfrn.models import build_model
-    from mfrn.train.checkpoint import save_checkpoint
+    from mfrn.checkpoint import save_checkpoint
 
     config = load_config(None, TINY_MODEL + ["eval.n_frames=2", "eval.batch_size=4"])
     torch.manual_seed(0)

@@ -257,23 +257,33 @@ def _run_train(args) -> int:
 
 
 def _add_detect(sub) -> None:
-    p = sub.add_parser("detect", help="fake probability per face and per file for images, videos, folders")
+    p = sub.add_parser("detect", help="verdict (real | fake | no_face) per face and per file for images, videos, folders")
     p.add_argument("inputs", nargs="+", type=Path)
     p.add_argument("-m", "--checkpoint", type=Path, required=True)
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder for results.json, results.csv, overlays")
-    p.add_argument("--device", default=None)
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="folder for results.jsonl (streamed), results.json, results.csv, overlays; a rerun resumes")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU where there is one)")
     p.add_argument("--frames", type=int, default=None, help="frames per video (default: the checkpoint's protocol)")
     p.add_argument("--no-overlay", action="store_true")
+    p.add_argument("--retry-failed", action="store_true", help="score again the files an earlier run recorded as failed")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_detect)
 
 
 def _run_detect(args) -> int:
     from mfrn.detect import run_detect
 
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
     summary = run_detect(args.inputs, args.checkpoint, args.out, device=args.device, n_frames=args.frames,
-                         overlays=not args.no_overlay)
+                         overlays=not args.no_overlay, retry_failed=args.retry_failed, progress=not args.no_progress)
     print(summary)
-    return 0
+    if not summary.complete:
+        return EXIT_INTERRUPTED
+    if summary.n_ok == 0:
+        print(f"error: no input could be scored ({len(summary.failures)} failed)", file=sys.stderr)
+        return EXIT_NOTHING_SUCCEEDED
+    return EXIT_OK
 
 
 def _add_eval(sub) -> None:
@@ -291,6 +301,8 @@ def _add_eval(sub) -> None:
                    help="protocol override, e.g. eval.n_frames=32")
     p.add_argument("--localisation", action="store_true",
                    help="pixel AUC / IoU of the predicted region maps against the dataset's mask videos (FF++)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to evaluate when a video the dataset lists is not on disk (default: count it as missing)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_eval)
@@ -299,7 +311,12 @@ def _add_eval(sub) -> None:
 def _run_eval(args) -> int:
     from mfrn.evaluate.runner import run_eval_command
 
-    return run_eval_command(args, _parse_options(args.reader_option))
+    outcome = run_eval_command(args, _parse_options(args.reader_option))
+    if outcome.n_ok == 0:
+        print(f"error: no video of {', '.join(outcome.datasets)} could be scored (see the failed and missing counts above)",
+              file=sys.stderr)
+        return EXIT_NOTHING_SUCCEEDED
+    return EXIT_OK
 
 
 def _add_demo(sub) -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from mfrn.config_schema import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
 from mfrn.data.prepare import PrepareSection
-from mfrn.evaluate.protocol import ProtocolConfig
+from mfrn.inference.protocol import ProtocolConfig
 from mfrn.models.config import ModelConfig
 from mfrn.synth.dataset import DataConfig
 from mfrn.synth.rbi import RBIConfig

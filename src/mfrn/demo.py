@@ -154,7 +154,8 @@ def run_demo(out: Path, minutes: float = 5.0, quick: bool = False) -> int:
     _step(6, total, "test: real faces of held-out media (not used for training or checkpoint choice) vs their synthetic fakes")
     from mfrn.inference import Detector
 
-    detector = Detector.from_checkpoint(result.selected_checkpoint or result.last_checkpoint, device="cpu")
+    detector = Detector.from_checkpoint(result.selected_checkpoint or result.last_checkpoint, device="cpu",
+                                        warn_uncalibrated=False)  # step 7's detect prints it
     evaluations = {}
     for name, rbi in (("SBI fakes", RBIConfig(probability=0.0, source="off")),
                       ("RBI fakes", RBIConfig(probability=1.0, source="cache"))):
@@ -223,9 +224,11 @@ def write_report(out: Path, plan, prepare_summary, generator_report, previews, h
         ci = f"{m.auc_ci[0]:.3f}-{m.auc_ci[1]:.3f}" if m.auc_ci else "n/a"
         lines.append(f"| {name} | {m.auc:.3f} | {ci} | {m.ap:.3f} | {m.eer:.3f} | {m.n_real} | {m.n_fake} |")
     lines += ["", "## 6. `mfrn detect` on a held-out real video", ""]
+    lines += [detected.calibration_line, ""]
     for entry in detected.results:
-        lines.append(f"- `{Path(entry['path']).name}`: P(fake) = {entry['score']:.3f} ({entry['label']}), "
-                     f"{entry['n_frames_with_face']}/{entry['n_frames']} frames with a face; overlay: `{entry.get('overlay', '')}`")
+        score = "no face found" if entry["score"] is None else f"P(fake) = {entry['score']:.3f}"
+        lines.append(f"- `{Path(entry['path']).name}`: {score} ({entry['label']}), "
+                     f"{entry['n_frames_with_face']}/{entry['n_frames']} frames with a face; overlay: `{entry.get('overlay') or ''}`")
     lines += [f"![overlay]({p.relative_to(out).as_posix() if p.is_relative_to(out) else p})" for p in stills]
     lines += ["", "## Config", "", "```json", json.dumps(config_to_dict(config), indent=1)[:6000], "```", "",
               "Sample media attribution: see `MEDIA_NOTICE.txt`."]

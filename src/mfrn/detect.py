@@ -1,149 +1,135 @@
-"""``mfrn detect``: per face and per file a fake probability, JSON + CSV, and overlays.
+"""``mfrn detect``: per face and per file a verdict (real | fake | no_face), JSON + CSV, and overlays.
 
-Image input -> an overlay PNG; video input -> an overlay MP4 of the sampled frames (the frames the
-protocol scores), each with the predicted region (red) and boundary (yellow) maps and the score.
+The files are scored by the inference core (``mfrn.inference``): decoded ahead in a thread, faces of
+several files per batch. Each finished file is appended at once to ``results.jsonl``; at the end
+(and on Ctrl-C) ``results.json`` and ``results.csv`` are written atomically from it. A rerun into the
+same folder skips the files already done (``--retry-failed`` retries the failed ones). Image input
+-> an overlay PNG; video input -> an overlay MP4 of the sampled frames, each with the predicted
+region (red, outlined at the calibrated pixel threshold) and boundary (yellow) maps and the verdict.
 Unreadable files are recorded with the reason and the run goes on.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import cv2
-import numpy as np
-
-from mfrn.io_utils import atomic_write_bytes, atomic_write_image, atomic_write_json
 
 
 @dataclass
 class DetectSummary:
     out_dir: Path
-    results: list[dict] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    calibration_line: str = ""
+    results: list[dict] = field(default_factory=list)  # this run's inputs that were scored (result records)
+    failures: list[dict] = field(default_factory=list)  # this run's inputs that failed (result records)
+    n_resumed: int = 0  # of those, already done by an earlier run
+    complete: bool = True
+
+    @property
+    def n_ok(self) -> int:
+        return len(self.results)
 
     def __str__(self) -> str:
-        lines = [f"{r['path']}: {r['label'].upper()} (P(fake) = {r['score']:.3f}"
-                 + (", no face found" if r["no_face"] else f", {r['n_frames_with_face']}/{r['n_frames']} frames with a face")
-                 + ")" for r in self.results]
-        lines += [f"{path}: skipped ({reason})" for path, reason in self.failures]
+        lines = []  # the calibration line was printed when the run started
+        for r in self.results:
+            frames = f"{r['n_frames_with_face']}/{r['n_frames']} frames with a face"
+            if r["label"] == "no_face":
+                line = f"{r['path']}: NO FACE (no face found in {r['n_frames']} sampled frame{'s' * (r['n_frames'] != 1)})"
+            else:
+                sign = ">=" if r["label"] == "fake" else "<"
+                line = f"{r['path']}: {r['label'].upper()} (P(fake) = {r['score']:.3f} {sign} {r['threshold']:.3g}; {frames})"
+            lines.append(line + (f"; {r['warning']}" if r["warning"] else ""))
+        lines += [f"{r['path']}: skipped ({r['error']})" for r in self.failures]
+        counts = {label: sum(r["label"] == label for r in self.results) for label in ("real", "fake", "no_face")}
+        lines.append(f"{len(self.results)} scored ({counts['fake']} fake, {counts['real']} real, {counts['no_face']} "
+                     f"without a face), {len(self.failures)} failed"
+                     + (f", {self.n_resumed} of them done by an earlier run" if self.n_resumed else "")
+                     + ("" if self.complete else "; interrupted: the rest is not done, a rerun resumes"))
         lines.append(f"results: {self.out_dir / 'results.json'}, {self.out_dir / 'results.csv'}")
         return "\n".join(lines)
 
 
-def frame_maps(frame_shape: tuple[int, int], faces) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Paste each face's crop-level maps back into full-frame maps (max where faces overlap)."""
-    height, width = frame_shape
-    region = boundary = None
-    for face in faces:
-        if face.crop_window is None or face.region_map is None:
-            continue
-        x0, y0, x1, y1 = face.crop_window
-        region = np.zeros((height, width), np.float32) if region is None else region
-        boundary = np.zeros((height, width), np.float32) if boundary is None else boundary
-        size = (x1 - x0, y1 - y0)
-        r = cv2.resize(face.region_map, size, interpolation=cv2.INTER_LINEAR)
-        region[y0:y1, x0:x1] = np.maximum(region[y0:y1, x0:x1], r)
-        if face.boundary_map is not None:
-            b = cv2.resize(face.boundary_map, size, interpolation=cv2.INTER_LINEAR)
-            boundary[y0:y1, x0:x1] = np.maximum(boundary[y0:y1, x0:x1], b)
-    return region, boundary
+def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Media files of the inputs, and (input, reason) for each input that gives none."""
+    from mfrn.data.media import MediaError, iter_media
 
-
-def draw_frame(image: np.ndarray, frame_result, media_score: float | None = None) -> np.ndarray:
-    from mfrn.evaluate.localisation import overlay
-
-    region, boundary = frame_maps(image.shape[:2], frame_result.faces)
-    out = overlay(image, region, boundary, media_score if media_score is not None else frame_result.score)
-    for face in frame_result.faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        colour = (255, 60, 60) if face.score >= 0.5 else (60, 220, 60)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-        cv2.putText(out, f"{face.score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-    return out
-
-
-def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = 4.0) -> None:
-    """Encode RGB frames to an H.264 MP4 (mpeg4 when libx264 is missing), atomically."""
-    import av
-
-    buffer = io.BytesIO()
-    height, width = frames[0].shape[:2]
-    width, height = width - width % 2, height - height % 2
-    with av.open(buffer, mode="w", format="mp4") as container:
+    paths: list[Path] = []
+    seen: set[Path] = set()
+    problems: list[tuple[str, str]] = []
+    for given in inputs:  # a missing input is recorded, the others are still examined
         try:
-            stream = container.add_stream("libx264", rate=int(round(fps)))
-        except Exception:  # codec not in this FFmpeg build
-            stream = container.add_stream("mpeg4", rate=int(round(fps)))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    atomic_write_bytes(path, buffer.getvalue())
+            found = list(iter_media([given]))
+        except MediaError as error:
+            problems.append((str(given), error.reason))
+            continue
+        if not found:
+            problems.append((str(given), f"no media found in {given}"))
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                paths.append(path)
+    return paths, problems
+
+
+def _key(path: Path | str) -> str:
+    return str(Path(path).resolve())
 
 
 def run_detect(inputs: Sequence[Path], checkpoint: Path, out_dir: Path, device: str | None = None,
-               n_frames: int | None = None, overlays: bool = True, detector=None) -> DetectSummary:
+               n_frames: int | None = None, overlays: bool = True, detector=None, retry_failed: bool = False,
+               progress: bool = True) -> DetectSummary:
     from tqdm import tqdm
 
-    from mfrn.data.frames import FrameSamplingConfig, read_media_frames
     from mfrn.data.manifest import safe_name
-    from mfrn.data.media import MediaError, iter_media
     from mfrn.inference import Detector
+    from mfrn.inference.batching import score_media
+    from mfrn.inference.overlays import write_overlay
+    from mfrn.inference.writers import ResultStream, run_header, write_results
+    from mfrn.io_utils import ensure_output_dir
+    from mfrn.weights import check_device
 
-    detector = detector or Detector.from_checkpoint(checkpoint, device=device)
+    out_dir = ensure_output_dir(out_dir)
+    if detector is None:
+        check_device(device)  # before the model is loaded: one line, not a torch traceback
+        detector = Detector.from_checkpoint(checkpoint, device=device, warn_uncalibrated=False)  # printed below
     if n_frames:
         detector.protocol.n_frames = n_frames
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = DetectSummary(out_dir)
-    paths = []
-    for given in inputs:  # a missing input is recorded, the others are still examined
-        try:
-            paths.extend(iter_media([given]))
-        except MediaError as error:
-            summary.failures.append((str(given), error.reason))
-    for path in tqdm(paths, desc="detect", unit="file", dynamic_ncols=True):
-        try:
-            info, frame_iter = read_media_frames(path, detector.protocol.n_frames,
-                                                 config=FrameSamplingConfig(n_frames=detector.protocol.n_frames))
-            frames = list(frame_iter)
-            results = detector.score_frames(((f.index, f.image) for f in frames), keep_maps=overlays)
-            media = detector.aggregate(str(path), "image" if info.is_image else "video", results)
-        except MediaError as error:
-            summary.failures.append((str(path), error.reason))
-            continue
-        entry = media.to_json()
-        if overlays and frames:
-            drawn = [draw_frame(f.image, r, media.score if info.is_image else None) for f, r in zip(frames, results)]
-            name = safe_name(str(path))
-            if info.is_image:
-                target = out_dir / "overlays" / f"{name}.png"
-                atomic_write_image(target, drawn[0])
+    summary = DetectSummary(Path(out_dir), detector.describe_calibration())
+    print(summary.calibration_line, flush=True)
+    header = run_header(detector, checkpoint)
+    paths, problems = _expand_inputs(inputs)
+    keys: list[str] = []
+    with ResultStream(out_dir, header) as stream:
+        for given, reason in problems:
+            stream.write(_key(given), detector.failure(given, reason).to_json())
+            keys.append(_key(given))
+        todo = []
+        for path in paths:
+            keys.append(_key(path))
+            done = stream.done(_key(path))
+            if done is None or (retry_failed and done["status"] != "ok"):
+                todo.append(path)
             else:
-                target = out_dir / "overlays" / f"{name}.mp4"
-                write_video(target, drawn, fps=max(1.0, min(8.0, len(drawn) / 4.0)))
-            entry["overlay"] = str(target)
-        summary.results.append(entry)
-    atomic_write_json(out_dir / "results.json", {"checkpoint": str(checkpoint), "protocol": detector.protocol.describe(),
-                                                 "results": summary.results,
-                                                 "skipped": [{"path": p, "reason": r} for p, r in summary.failures]})
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["path", "kind", "frame", "face", "box", "score", "label"])
-    for entry in summary.results:
-        writer.writerow([entry["path"], entry["kind"], "", "", "", f"{entry['score']:.6f}", entry["label"]])
-        for frame in entry["frames"]:
-            for number, face in enumerate(frame["faces"]):
-                writer.writerow([entry["path"], entry["kind"], frame["index"], number,
-                                 " ".join(f"{v:.1f}" for v in face["box"]), f"{face['score']:.6f}", ""])
-    for path, reason in summary.failures:
-        writer.writerow([path, "", "", "", "", "", f"skipped: {reason}"])
-    atomic_write_bytes(out_dir / "results.csv", text.getvalue().encode("utf-8"))
+                summary.n_resumed += 1
+        bar = tqdm(total=len(todo), desc="detect", unit="file", dynamic_ncols=True, disable=not progress)
+        scoring = score_media(detector, todo, keep_frames=overlays)
+        try:
+            for scored in scoring:
+                result = scored.result
+                if overlays and result.ok and scored.frames:
+                    stem = out_dir / "overlays" / safe_name(str(scored.item))
+                    result.overlay = str(write_overlay(stem, result, [f.image for f in scored.frames],
+                                                       detector.pixel_threshold))
+                stream.write(_key(scored.item), result.to_json())
+                bar.update(1)
+        except KeyboardInterrupt:  # what is done stays done: finished below, and a rerun resumes
+            summary.complete = False
+        finally:
+            scoring.close()
+            bar.close()
+            write_results(out_dir, header, stream.records(), complete=summary.complete)
+            for key in dict.fromkeys(keys):
+                record = stream.done(key)
+                if record is not None:
+                    (summary.results if record["status"] == "ok" else summary.failures).append(record)
     return summary

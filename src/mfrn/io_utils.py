@@ -66,6 +66,41 @@ def atomic_write_image(path: Path, image_rgb: np.ndarray, jpeg_quality: int = 95
     atomic_write_bytes(path, buffer.tobytes())
 
 
+def cut_torn_tail(path: Path) -> int:
+    """Cut the last line of an append-only text file when a crash left it without its newline.
+
+    Only the tail is read. Returns the size kept: 0 when the file is missing, empty, or holds no
+    complete line."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return size
+        cut, position = 0, size
+        while position > 0:  # walk back to the last complete line
+            step = min(65536, position)
+            position -= step
+            f.seek(position)
+            newline = f.read(step).rfind(b"\n")
+            if newline >= 0:
+                cut = position + newline + 1
+                break
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
+    return cut
+
+
+def append_durably(handle, text: str) -> None:
+    """Write ``text`` to a file opened for appending and make it durable (flush + fsync)."""
+    handle.write(text)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
 def read_image_rgb(path: Path) -> np.ndarray:
     """Read a crop written by ``atomic_write_image`` (RGB uint8)."""
     data = np.fromfile(str(path), dtype=np.uint8)

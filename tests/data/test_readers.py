@@ -301,6 +301,18 @@ def test_folder_real_and_fake_subfolders(tmp_path):
     assert {r.split for r in records} == {"test"}
 
 
+def test_folder_reads_images_too(tmp_path):
+    """Issue 10 item 13: images in real/ were silently ignored."""
+    build_folder(tmp_path)
+    touch(tmp_path / "real" / "clip_a.png")  # same stem as a video: a separate item
+    touch(tmp_path / "real" / "portrait.JPG")
+    records = list(build_reader("folder", tmp_path).records())
+    assert_well_formed(records)
+    assert {r.key for r in records} >= {"folder/original/raw/clip_a", "folder/original/raw/clip_a.png",
+                                         "folder/original/raw/portrait.JPG"}
+    assert len(records) == 5
+
+
 def test_folder_csv_labels_and_errors(tmp_path):
     for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
         touch(tmp_path / "videos" / name)

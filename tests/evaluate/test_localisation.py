@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mfrn.evaluate.localisation import LocalisationAccumulator, binarize_mask, overlay
+from mfrn.evaluate.localisation import LocalisationAccumulator, binarize_mask
 
 
 def _pairs(rng, n=3, size=16, n_bins=101):
@@ -77,19 +77,3 @@ def test_binarize_mask_rgb():
     rgb = np.zeros((2, 2, 3), dtype=np.uint8)
     rgb[0, 0] = 200
     np.testing.assert_array_equal(binarize_mask(rgb), [[True, False], [False, False]])
-
-
-def test_overlay_colours_the_regions_and_writes_the_score():
-    image = np.full((64, 64, 3), 100, dtype=np.uint8)
-    region = np.zeros((16, 16), dtype=np.float32)
-    region[8:, 8:] = 1.0
-    boundary = np.zeros((16, 16), dtype=np.float32)
-    plain = overlay(image, region, boundary)
-    assert plain.shape == image.shape and plain.dtype == np.uint8
-    assert plain[56, 56, 0] > 150 and plain[56, 56, 1] < 100  # red where the region is
-    np.testing.assert_array_equal(plain[20, 40], image[20, 40])  # untouched elsewhere
-    assert image[56, 56, 0] == 100  # the input is not modified
-    with_score = overlay(image, region, None, score=0.93)
-    assert not np.array_equal(with_score[:20, :40], plain[:20, :40])  # the text box
-    with pytest.raises(ValueError, match="uint8"):
-        overlay(image.astype(np.float32), region, boundary)

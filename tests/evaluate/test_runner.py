@@ -1,4 +1,4 @@
-"""`mfrn eval` end to end on a tiny FF++ tree holding real face videos, and `mfrn detect` on real media."""
+"""`mfrn eval` end to end on a tiny FF++ tree holding real face videos."""
 
 from __future__ import annotations
 
@@ -64,77 +64,6 @@ def test_eval_scores_every_video_writes_tables_and_resumes(ffpp_tree, tiny_check
     assert len(_rows(out / "ffpp" / "videos.csv")) == len(rows)
 
 
-def test_detect_cli_records_a_missing_input_and_goes_on(sample_media, tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "detect"
-    photo = sample_media.single_face_images[0]
-    assert main(["detect", str(photo), str(tmp_path / "missing.mp4"), "-m", str(tiny_checkpoint),
-                 "-o", str(out), "--device", "cpu"]) == 0
-    printed = capsys.readouterr().out
-    assert "missing.mp4: skipped" in printed and photo.name in printed
-    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert len(data["results"]) == 1 and Path(data["results"][0]["overlay"]).is_file()
-
-
-def test_detect_writes_json_csv_and_overlays(sample_media, tiny_checkpoint, tmp_path):
-    from mfrn.detect import run_detect
-
-    photo, video = sample_media.single_face_images[0], sample_media.single_face_video
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    summary = run_detect([photo, video, empty], tiny_checkpoint, tmp_path / "out", device="cpu")
-    data = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
-    assert [Path(r["path"]).name for r in data["results"]] == [photo.name, video.name]
-    assert data["skipped"] and data["skipped"][0]["path"].endswith("empty.mp4")
-    image_result, video_result = data["results"]
-    assert image_result["kind"] == "image" and len(image_result["frames"][0]["faces"]) == 1
-    assert 0.0 <= image_result["score"] <= 1.0 and image_result["label"] in ("real", "fake")
-    assert video_result["kind"] == "video" and video_result["n_frames"] == 2  # the checkpoint's protocol
-    overlay_png = Path(image_result["overlay"])
-    from mfrn.io_utils import read_image_rgb
-
-    assert read_image_rgb(overlay_png).shape == np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(photo)).shape[:2] + (3,)
-    with av.open(str(video_result["overlay"])) as container:
-        frames = [f for f in container.decode(video=0)]
-    assert len(frames) == 2
-    rows = _rows(tmp_path / "out" / "results.csv")
-    assert any(r["label"].startswith("skipped") for r in rows)
-    assert "empty.mp4" in str(summary)
-
-
-def test_detector_python_api_on_an_array(tiny_checkpoint, astronaut):
-    from mfrn.inference import Detector
-
-    detector = Detector.from_checkpoint(tiny_checkpoint, device="cpu")
-    result = detector(astronaut)
-    assert result.kind == "image" and not result.no_face and len(result.frames[0].faces) == 1
-    face = result.frames[0].faces[0]
-    assert face.region_map is not None and face.region_map.shape == (64, 64)
-    assert 0.0 <= face.score <= 1.0 and result.score == pytest.approx(face.score)
-    blank = detector(np.full((200, 200, 3), 127, np.uint8))
-    assert blank.no_face and blank.score == 0.5  # no face: the protocol's 0.5, flagged
-
-
-def test_wrong_checkpoints_get_clear_errors(tmp_path, tiny_checkpoint):
-    import torch
-
-    from mfrn.inference import Detector
-    from mfrn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-
-    state = load_checkpoint(tiny_checkpoint)
-    state["config"]["model"]["use_noise_stream"] = False  # another model than the weights
-    other = tmp_path / "other.pt"
-    save_checkpoint(other, state)
-    with pytest.raises(CheckpointError, match="does not match"):
-        Detector.from_checkpoint(other, device="cpu")
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(tiny_checkpoint.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="truncated"):
-        Detector.from_checkpoint(truncated, device="cpu")
-    torch.save({"format": "mfrn-checkpoint-v1"}, tmp_path / "hollow.pt")
-    with pytest.raises(CheckpointError, match="no 'model'"):
-        Detector.from_checkpoint(tmp_path / "hollow.pt", device="cpu")
-
-
 @pytest.fixture(scope="module")
 def ffpp_tree_with_masks(sample_media, tmp_path_factory):
     """FF++ Deepfakes test pair with real videos, and a mask video per fake (a real video stands in)."""
@@ -182,3 +111,93 @@ def test_eval_under_torchrun_splits_videos_and_merges(ffpp_tree, tiny_checkpoint
     merged = _rows(out / "ffpp" / "videos.csv")
     assert sorted(r["key"] for r in merged) == sorted(r.key for r in records)
     assert (out / "cross_dataset.md").is_file()
+
+
+@pytest.fixture(scope="module")
+def ffpp_with_a_missing_video(sample_media, tmp_path_factory):
+    """FF++ Deepfakes test pair of real videos whose split file lists one fake that is not on disk."""
+    root = build_ffpp(tmp_path_factory.mktemp("ffpp_missing"), "c23", methods=("Deepfakes",), with_masks=False,
+                      skip=("Deepfakes/005_004",))
+    from mfrn.data.readers import build_reader
+
+    for record in build_reader("ffpp", root, compression="c23").records("test"):
+        shutil.copy(sample_media.single_face_video, record.path)
+    return root
+
+
+def _eval_args(checkpoint, root, out, *extra, dataset="ffpp"):
+    args = ["eval", "-m", str(checkpoint), "--dataset", dataset, "--root", str(root), "-o", str(out),
+            "--bootstrap", "10", "--no-progress", "--set", "eval.n_frames=1", "--device", "cpu", *extra]
+    return args + (["--reader-option", "compression=c23"] if dataset == "ffpp" else [])
+
+
+def test_listed_videos_missing_on_disk_are_counted_and_shown(ffpp_with_a_missing_video, tiny_checkpoint, tmp_path, capsys):
+    """Issue 10 item 4: they vanished ("0 failed") and the metrics were computed on the rest."""
+    out = tmp_path / "eval"
+    assert main(_eval_args(tiny_checkpoint, ffpp_with_a_missing_video, out)) == 0
+    printed = capsys.readouterr().out
+    assert "3 scored, 0 already done, 0 failed, 1 missing (listed, not on disk)" in printed
+    rows = {r["key"]: r for r in _rows(out / "ffpp" / "videos.csv")}
+    assert rows["ffpp/Deepfakes/c23/005_004"]["status"] == "missing"
+    for table in ("cross_dataset.md", "cross_manipulation.md"):
+        text = (out / table).read_text(encoding="utf-8")
+        assert "1 listed but missing on disk and excluded (ffpp/Deepfakes/c23/005_004)" in text, table
+    # a rerun neither scores again nor repeats the missing row
+    assert main(_eval_args(tiny_checkpoint, ffpp_with_a_missing_video, out)) == 0
+    assert "0 scored, 3 already done, 0 failed, 1 missing" in capsys.readouterr().out
+    assert len(_rows(out / "ffpp" / "videos.csv")) == 4
+
+
+def test_strict_makes_a_missing_video_an_error(ffpp_with_a_missing_video, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(_eval_args(tiny_checkpoint, ffpp_with_a_missing_video, out, "--strict")) == 2
+    err = capsys.readouterr().err
+    assert "1 listed video(s) are not on disk" in err and "005_004" in err
+    assert not (out / "ffpp").exists()  # refused before anything was scored
+
+
+def test_one_class_eval_reports_scores_without_failing(sample_media, tiny_checkpoint, tmp_path, capsys):
+    """Issue 10 item 13: `video AUC nan`, then `error: no video-level ROC curve to plot`, exit 2; images ignored."""
+    root = tmp_path / "reals"
+    (root / "real").mkdir(parents=True)
+    shutil.copy(sample_media.single_face_video, root / "real" / "clip.mp4")
+    shutil.copy(sample_media.single_face_images[0], root / "real" / "photo.jpg")
+    out = tmp_path / "eval"
+    assert main(_eval_args(tiny_checkpoint, root, out, dataset="folder")) == 0
+    printed = capsys.readouterr().out
+    assert "video AUC n/a (one class: 2 real, 0 fake)" in printed and "nan" not in printed.lower()
+    assert "ROC plot skipped" in printed and not (out / "roc.png").exists()
+    rows = {r["key"]: r for r in _rows(out / "folder" / "videos.csv")}
+    assert set(rows) == {"folder/original/raw/clip", "folder/original/raw/photo.jpg"}  # the image is read
+    table = (out / "cross_dataset.md").read_text(encoding="utf-8")
+    assert "n/a (one class)" in table
+    per_video = (out / "folder" / "per_video.md").read_text(encoding="utf-8")
+    assert "folder/original/raw/photo.jpg" in per_video and "called fake at threshold 0.5" in per_video
+    assert "Per-video scores (folder)" in printed
+
+
+def test_eval_where_nothing_could_be_scored_exits_3(tiny_checkpoint, tmp_path, capsys):
+    root = tmp_path / "broken"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a.mp4").write_text("not a video\n", encoding="utf-8")
+    assert main(_eval_args(tiny_checkpoint, root, tmp_path / "eval", dataset="folder")) == 3
+    captured = capsys.readouterr()
+    assert "0 scored, 0 already done, 1 failed" in captured.out
+    assert "error: no video of folder could be scored" in captured.err
+
+
+def test_eval_output_file_and_missing_gpu_are_one_line(tiny_checkpoint, tmp_path, capsys):
+    import torch
+
+    root = tmp_path / "data"
+    (root / "real").mkdir(parents=True)
+    taken = tmp_path / "taken"
+    taken.write_text("x", encoding="utf-8")
+    assert main(_eval_args(tiny_checkpoint, root, taken, dataset="folder")) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        args = _eval_args(tiny_checkpoint, root, tmp_path / "o", dataset="folder")
+        args[args.index("cpu")] = "cuda"
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no CUDA GPU is visible" in err

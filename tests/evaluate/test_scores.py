@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfrn.evaluate.protocol import ProtocolConfig
+from mfrn.inference.protocol import ProtocolConfig
 from mfrn.evaluate.scores import (
     FrameScoreWriter, ScoreWriter, VideoResult, decode_frame_scores, encode_frame_scores, read_frame_scores,
     read_meta, read_scores,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mfrn.evaluate.protocol import ProtocolConfig
+from mfrn.inference.protocol import ProtocolConfig
 from mfrn.evaluate.scores import FrameScoreWriter, ScoreWriter, VideoResult
 from mfrn.evaluate.tables import ALL, SBI_ALL, cross_dataset_table, cross_manipulation_table, evaluate_scores
 
@@ -191,4 +191,7 @@ def test_single_class_dataset_is_reported_not_fatal(tmp_path):
             writer.write(VideoResult(f"d/m/{i}", "d", "m", 1, 0.7))
     summary = evaluate_scores(path, bootstrap=10)
     assert np.isnan(summary.overall.video.auc) and "one class" in summary.overall.video.reason
-    assert cross_dataset_table({"d": summary}).rows[0][4] == "n/a"
+    row = cross_dataset_table({"d": summary}).rows[0]
+    assert row[4] == row[5] == row[6] == "n/a (one class)"  # video AUC, its CI, AP: undefined, and why
+    assert row[3] == "n/a"  # no frame scores at all
+    assert row[8] == "100.00"  # acc@0.5 is still defined

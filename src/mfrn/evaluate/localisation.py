@@ -1,5 +1,5 @@
-"""Localisation: pixel-level AUC / IoU of predicted region maps against ground-truth masks, and
-the coloured overlays that ``mfrn detect`` shows.
+"""Localisation: pixel-level AUC / IoU of predicted region maps against ground-truth masks (the
+overlays that draw the maps are in ``mfrn.inference.overlays``).
 
 Metrics are accumulated frame by frame into fixed-size histograms (memory does not grow with the
 number of frames). The AUC treats scores in one histogram bin as ties, so it equals scikit-learn's
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from mfrn.inference.overlays import resize_map
 
 
 @dataclass
@@ -35,12 +37,6 @@ def binarize_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:
     return mask >= threshold if mask.dtype == np.uint8 else mask >= 0.5
 
 
-def _resize(region_map: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(region_map.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
 class LocalisationAccumulator:
     """Feed ``update(region_map, gt_mask)`` per frame, read ``compute()`` at the end."""
 
@@ -62,7 +58,7 @@ class LocalisationAccumulator:
         if pred.ndim != 2 or gt.ndim != 2:
             raise ValueError(f"expected 2-D maps, got region {pred.shape} and mask {gt.shape}")
         if pred.shape != gt.shape:
-            pred = _resize(pred, gt.shape)
+            pred = resize_map(pred, gt.shape)
         pred = np.clip(pred, 0.0, 1.0)
         bins = np.rint(pred * (self.n_bins - 1)).astype(np.int64)
         self.positive_hist += np.bincount(bins[gt], minlength=self.n_bins)
@@ -100,45 +96,3 @@ class LocalisationAccumulator:
             mean_frame_iou_at_05=float(np.mean(self.frame_ious)) if self.frame_ious else nan,
             n_frames=self.n_frames, n_pixels=n_pos + n_neg, n_positive=n_pos,
         )
-
-
-def _heat(values: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    return values[..., None] * np.asarray(colour, dtype=np.float32)[None, None, :]
-
-
-def overlay(
-    image: np.ndarray,
-    region_map: np.ndarray | None,
-    boundary_map: np.ndarray | None,
-    score: float | None = None,
-    alpha: float = 0.5,
-    threshold: float = 0.5,
-) -> np.ndarray:
-    """Draw the region map (red) and boundary map (yellow) over an RGB image, with the score.
-
-    Maps are in [0, 1] at any resolution (resized to the image); returns a new RGB uint8 image.
-    """
-    import cv2
-
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"overlay needs an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
-    h, w = image.shape[:2]
-    canvas = image.astype(np.float32)
-    for values, colour in ((region_map, (255, 0, 0)), (boundary_map, (255, 255, 0))):
-        if values is None:
-            continue
-        values = np.clip(_resize(np.asarray(values, dtype=np.float32), (h, w)), 0.0, 1.0)
-        weight = alpha * values[..., None]
-        canvas = canvas * (1.0 - weight) + _heat(np.ones_like(values), colour) * weight
-    out = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
-    if score is not None:
-        verdict = "FAKE" if score >= threshold else "REAL"
-        text = f"{verdict} {score:.3f}"
-        scale = max(0.4, min(h, w) / 500.0)
-        thickness = max(1, int(round(scale * 2)))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(out, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), -1)
-        colour = (255, 64, 64) if score >= threshold else (64, 255, 64)
-        cv2.putText(out, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
-    return out

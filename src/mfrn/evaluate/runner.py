@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfrn.evaluate.protocol import aggregate_video
 from mfrn.evaluate.scores import FrameScoreWriter, ScoreWriter, VideoResult, iter_scores, read_frame_scores
+
+MISSING_REASON = "listed by the dataset's label or split file but not on disk"
 
 
 @dataclass
@@ -25,6 +26,15 @@ class EvalRun:
     scored: int
     skipped_done: int
     failed: int
+    missing: int = 0  # listed videos that are not on disk (recorded as status "missing")
+
+
+@dataclass
+class EvalOutcome:
+    """What ``mfrn eval`` did, for the command's exit code."""
+
+    n_ok: int | None  # videos scored (now or by an earlier run) over all datasets; None on ranks > 0
+    datasets: list[str]
 
 
 def _rank_world() -> tuple[int, int]:
@@ -37,7 +47,7 @@ def _localise(accumulator, record, frames, results) -> int:
 
     from mfrn.data.frames import read_frames
     from mfrn.data.media import MediaError
-    from mfrn.detect import frame_maps
+    from mfrn.inference.overlays import frame_maps
 
     try:
         masks = {m.index: m.image for m in read_frames(Path(record.mask_path), [f.index for f in frames])}
@@ -56,66 +66,20 @@ def _localise(accumulator, record, frames, results) -> int:
     return added
 
 
-def prefetch(iterable: Iterable, depth: int = 2):
-    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (decoding and face detection
-    of the next videos overlap with the model scoring the current ones); errors are re-raised here."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterable:
-                while not stop.is_set():
-                    try:
-                        items.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(("done", done))
-        except BaseException as error:  # handed to the consumer
-            items.put(("error", error))
-
-    thread = threading.Thread(target=produce, name="mfrn-eval-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-
-
-@dataclass
-class _Video:
-    record: object
-    frames: list | None = None  # the decoded frames (kept only when localising)
-    pending: object = None  # PendingFaces
-    error: str | None = None
-
-
 def score_records(detector, records: Iterable, out_dir: Path, dataset: str, perturbation=None, level: int = 0,
                   seed: int = 0, progress: bool = True, localisation=None) -> EvalRun:
     """Score every video of ``records`` (``VideoRecord``s) into ``out_dir``; skips videos already scored.
 
-    Faces of several videos share a batch (``protocol.batch_size``), and the next videos are decoded
-    and searched for faces in a background thread while the model scores. With a
-    ``LocalisationAccumulator``, fake videos that have a mask video (FF++) also add their predicted
-    region maps against the ground-truth masks (pixel AUC / IoU).
+    ``records`` may be a reader's ``entries()``: a listed video that is not on disk is recorded with
+    status "missing" (counted, never scored, looked for again by a rerun). The inference core's
+    ``score_media`` does the work: faces of several videos share a batch (``protocol.batch_size``),
+    the next videos are decoded and searched for faces in a background thread while the model
+    scores. With a ``LocalisationAccumulator``, fake videos that have a mask video (FF++) also add
+    their predicted region maps against the ground-truth masks (pixel AUC / IoU).
     """
     from tqdm import tqdm
 
-    from mfrn.data.frames import FrameSamplingConfig, read_media_frames
-    from mfrn.data.media import MediaError
+    from mfrn.inference.batching import score_media
 
     rank, world = _rank_world()
     out_dir = Path(out_dir)
@@ -123,8 +87,15 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
     part = "" if world == 1 else f".rank{rank}"
     video_csv, frame_csv = out_dir / f"videos{part}.csv", out_dir / f"frames{part}.csv"
     protocol = detector.protocol
-    sampling = FrameSamplingConfig(n_frames=protocol.n_frames)
-    counts = {"scored": 0, "skipped": 0, "failed": 0}
+    counts = {"scored": 0, "skipped": 0, "failed": 0, "missing": 0}
+    missing_found: list = []  # appended by the reading thread, written by this one
+
+    def transform(frames):
+        images = perturbation.apply([f.image for f in frames], level, seed=seed)
+        return [type(f)(index=f.index, image=image, pts=f.pts, time=f.time) for f, image in zip(frames, images)]
+
+    def localised(record) -> bool:
+        return localisation is not None and getattr(record, "mask_path", None) is not None
 
     with ScoreWriter(video_csv, protocol=protocol.describe()) as writer, FrameScoreWriter(frame_csv) as frame_writer:
         done = writer.done_keys()  # failed videos are recorded with their reason, not retried
@@ -135,67 +106,47 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
                     continue
                 if record.key in done:
                     counts["skipped"] += 1
-                    continue
-                yield record
+                elif not Path(record.path).is_file():
+                    missing_found.append(record)
+                else:
+                    yield record
 
-        def prepare(record) -> _Video:
-            try:
-                _, frame_iter = read_media_frames(Path(record.path), protocol.n_frames, config=sampling)
-                frames = list(frame_iter)
-                if not frames:
-                    raise MediaError(record.path, "no frame could be decoded")
-            except MediaError as error:
-                return _Video(record, error=error.reason)
-            if perturbation is not None and level > 0:
-                images = perturbation.apply([f.image for f in frames], level, seed=seed)
-                frames = [type(f)(index=f.index, image=image, pts=f.pts, time=f.time) for f, image in zip(frames, images)]
-            pending = detector.collect_faces((f.index, f.image) for f in frames)
-            localise = localisation is not None and getattr(record, "mask_path", None) is not None
-            return _Video(record, frames if localise else None, pending)
-
-        def flush(batch: list[_Video]) -> None:
-            crops = [crop for video in batch for crop in video.pending.crops]
-            keep_maps = any(video.frames is not None for video in batch)
-            scores, regions, boundaries = detector.score_crops(crops)
-            offset = 0
-            for video in batch:
-                n = len(video.pending.crops)
-                part_maps = [m[offset:offset + n] if (m is not None and keep_maps) else None for m in (regions, boundaries)]
-                results = detector.assign_scores(video.pending, scores[offset:offset + n], *part_maps,
-                                                 keep_maps=video.frames is not None)
-                offset += n
-                if video.frames is not None:
-                    _localise(localisation, video.record, video.frames, results)
-                record = video.record
-                score = aggregate_video([[face.score for face in r.faces] for r in results], protocol)
-                writer.write(VideoResult(key=record.key, dataset=dataset, method=record.method, label=int(record.label),
-                                         score=float(score.score), n_frames=score.n_frames,
-                                         n_frames_with_face=score.n_frames_with_face, no_face=score.no_face,
-                                         frame_scores=score.frame_scores))
-                frame_writer.write_video(record.key, [r.index for r in results], [r.score for r in results])
-                counts["scored"] += 1
-                bar.update(1)
+        def write_missing() -> None:
+            while missing_found:
+                record = missing_found.pop(0)
+                counts["missing"] += 1
+                if writer.status_of(record.key) != "missing":  # a rerun does not repeat the row
+                    writer.write(VideoResult(key=record.key, dataset=dataset, method=record.method,
+                                             label=int(record.label), score=math.nan, status="missing",
+                                             reason=MISSING_REASON))
 
         bar = tqdm(desc=f"eval {dataset}", unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-        batch: list[_Video] = []
-        for video in prefetch(prepare(record) for record in todo()):
-            if video.error is not None:
-                writer.write(VideoResult(key=video.record.key, dataset=dataset, method=video.record.method,
-                                         label=int(video.record.label), score=math.nan, status="failed",
-                                         reason=video.error))
+        for scored in score_media(detector, todo(), path_of=lambda record: record.path,
+                                  transform=transform if (perturbation is not None and level > 0) else None,
+                                  keep_frames=localised):
+            write_missing()
+            record, result = scored.item, scored.result
+            if not result.ok:
+                writer.write(VideoResult(key=record.key, dataset=dataset, method=record.method,
+                                         label=int(record.label), score=math.nan, status="failed",
+                                         reason=result.error or "unknown"))
                 counts["failed"] += 1
-                bar.update(1)
-                continue
-            batch.append(video)
-            if sum(len(v.pending.crops) for v in batch) >= protocol.batch_size:
-                flush(batch)
-                batch = []
-        if batch:
-            flush(batch)
+            else:
+                if scored.frames is not None:
+                    _localise(localisation, record, scored.frames, result.frames)
+                frame_scores = [frame.score for frame in result.frames]
+                writer.write(VideoResult(key=record.key, dataset=dataset, method=record.method, label=int(record.label),
+                                         score=float(result.protocol_score), n_frames=result.n_frames,
+                                         n_frames_with_face=result.n_frames_with_face, no_face=result.no_face,
+                                         reason=result.warning or "", frame_scores=frame_scores))
+                frame_writer.write_video(record.key, [frame.index for frame in result.frames], frame_scores)
+                counts["scored"] += 1
+            bar.update(1)
+        write_missing()
         bar.close()
     if world > 1:
         video_csv, frame_csv = _merge_parts(out_dir, world, protocol.describe())
-    return EvalRun(dataset, video_csv, frame_csv, counts["scored"], counts["skipped"], counts["failed"])
+    return EvalRun(dataset, video_csv, frame_csv, counts["scored"], counts["skipped"], counts["failed"], counts["missing"])
 
 
 def _merge_parts(out_dir: Path, world: int, protocol: str) -> tuple[Path, Path]:
@@ -219,12 +170,17 @@ def _merge_parts(out_dir: Path, world: int, protocol: str) -> tuple[Path, Path]:
     return video_csv, frame_csv
 
 
-def run_eval_command(args, reader_options: dict) -> int:
+def run_eval_command(args, reader_options: dict) -> EvalOutcome:
     """The body of ``mfrn eval`` (see ``mfrn eval --help``)."""
     if len(args.dataset) != len(args.root):
         raise ValueError("give one --root per --dataset")
+    from mfrn.io_utils import ensure_output_dir
     from mfrn.train.distributed import cleanup, init_distributed, resolve_device
+    from mfrn.weights import check_device
 
+    ensure_output_dir(args.out)
+    if args.device:
+        check_device(args.device)  # `--device cuda` without a GPU: one line, before torch is asked
     dist_info = init_distributed(args.device)  # under torchrun: each rank scores every world_size-th video
     try:
         return _run_eval(args, reader_options, resolve_device(args.device or "auto", dist_info))
@@ -232,25 +188,57 @@ def run_eval_command(args, reader_options: dict) -> int:
         cleanup(dist_info)
 
 
-def _run_eval(args, reader_options: dict, device) -> int:
+def _check_listed(name: str, reader, split: str | None) -> None:
+    """``--strict``: every video the dataset lists must be on disk."""
+    missing = [entry.key for entry in reader.entries(split) if not Path(entry.path).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{name}: {len(missing)} listed video(s) are not on disk under {reader.root} ({shown}); "
+                         "without --strict they are counted as missing and the rest is evaluated")
+
+
+def _auc_text(metrics) -> str:
+    if metrics.reason:
+        return f"n/a (one class: {metrics.n_real} real, {metrics.n_fake} fake)"
+    return f"{metrics.auc:.4f}"
+
+
+def _one_class_report(name: str, summary, video_csv: Path, out: Path, detector) -> None:
+    """Only real (or only fake) videos: no AUC, but each video's score and verdict, and the share called fake."""
+    from mfrn.evaluate.scores import read_scores
+    from mfrn.evaluate.tables import per_video_table
+
+    table = per_video_table(read_scores(video_csv), name, detector.threshold, detector.threshold_rule)
+    table.save(out / name / "per_video")
+    print(table.markdown if len(table.rows) <= 20 else
+          "\n".join(table.markdown.splitlines()[:24]) + f"\n... ({len(table.rows)} videos in {out / name / 'per_video.md'})")
+
+
+def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
     from mfrn.config_schema import apply_overrides, from_dict, to_dict
     from mfrn.data.readers import build_reader
     from mfrn.evaluate.plots import plot_roc
-    from mfrn.evaluate.protocol import ProtocolConfig
     from mfrn.evaluate.robustness import PERTURBATIONS, plot_auc_vs_level
     from mfrn.evaluate.tables import canonical_dataset, cross_dataset_table, cross_manipulation_table, evaluate_scores
-    from mfrn.inference import Detector
+    from mfrn.inference import Detector, ProtocolConfig
 
-    detector = Detector.from_checkpoint(args.checkpoint, device=str(device))
+    detector = Detector.from_checkpoint(args.checkpoint, device=str(device), warn_uncalibrated=False)  # printed below
     overrides = [o.split("eval.", 1)[1] if o.startswith("eval.") else o for o in args.overrides]
     detector.protocol = from_dict(ProtocolConfig, apply_overrides(to_dict(detector.protocol), overrides))
-    print(detector.protocol.describe())
+    is_main = int(os.environ.get("RANK", 0)) == 0
+    if is_main:
+        print(detector.protocol.describe())
+        print(detector.describe_calibration())
     if args.perturb and args.perturb not in PERTURBATIONS:
         raise ValueError(f"--perturb {args.perturb!r}: known families are {', '.join(sorted(PERTURBATIONS))}")
     out = Path(args.out)
-    summaries = {}
+    readers = {}
     for name, root in zip(args.dataset, args.root):
-        reader = build_reader(name, root, **reader_options)
+        readers[name] = build_reader(name, root, **reader_options)
+        if getattr(args, "strict", False):
+            _check_listed(name, readers[name], args.split)
+    summaries = {}
+    for name, reader in readers.items():
         levels = range(0, 6) if args.perturb else [0]
         accumulator = None
         if getattr(args, "localisation", False):
@@ -260,19 +248,23 @@ def _run_eval(args, reader_options: dict, device) -> int:
         aucs = []
         for level in levels:
             sub = out / name if level == 0 else out / name / f"{args.perturb}_level{level}"
-            run = score_records(detector, reader.records(args.split), sub, name,
+            run = score_records(detector, reader.entries(args.split), sub, name,
                                 PERTURBATIONS[args.perturb] if args.perturb else None, level,
                                 progress=not args.no_progress, localisation=accumulator if level == 0 else None)
-            if int(os.environ.get("RANK", 0)) != 0:
+            if not is_main:
                 continue
             summary = evaluate_scores(run.video_csv, run.frame_csv, bootstrap=args.bootstrap, dataset=name,
                                       protocol=detector.protocol.describe())
             aucs.append(summary.overall.video.auc)
             if level == 0:
                 summaries[name] = summary
+            missing = f", {summary.n_missing} missing (listed, not on disk)" if summary.n_missing else ""
             print(f"{name}{'' if level == 0 else f' {args.perturb} level {level}'}: {run.scored} scored, "
-                  f"{run.skipped_done} already done, {run.failed} failed; video AUC {summary.overall.video.auc:.4f}")
-        if accumulator is not None and int(os.environ.get("RANK", 0)) == 0:
+                  f"{run.skipped_done} already done, {run.failed} failed{missing}; "
+                  f"video AUC {_auc_text(summary.overall.video)}")
+            if level == 0 and summary.n_scored and not summary.overall.video.valid:
+                _one_class_report(name, summary, run.video_csv, out, detector)
+        if accumulator is not None and is_main:
             import json
             from dataclasses import asdict
 
@@ -288,12 +280,15 @@ def _run_eval(args, reader_options: dict, device) -> int:
             print(f"note: {warning}")
         for missing in getattr(reader, "missing", []) or []:
             print(f"missing subset: {missing}")
-        if args.perturb and aucs:
+        if args.perturb and len(aucs) > 1 and all(a == a for a in aucs):  # NaN (one class): nothing to plot
             plot = plot_auc_vs_level({args.perturb: aucs[1:]}, out / name / f"auc_vs_{args.perturb}.png",
                                      clean_auc=aucs[0], title=f"{name}: video AUC vs {args.perturb} level")
             print(f"robustness plot: {plot}")
-    if int(os.environ.get("RANK", 0)) != 0 or not summaries:
-        return 0
+    if not is_main:
+        return EvalOutcome(None, list(readers))
+    n_ok = sum(summary.n_scored for summary in summaries.values())
+    if not n_ok:
+        return EvalOutcome(0, list(readers))
     for name, summary in summaries.items():
         if canonical_dataset(name) == "FF++":
             table = cross_manipulation_table(summary)
@@ -302,6 +297,10 @@ def _run_eval(args, reader_options: dict, device) -> int:
     table = cross_dataset_table(summaries)
     table.save(out / "cross_dataset")
     print(table.markdown)
-    plot_roc(summaries if len(summaries) > 1 else next(iter(summaries.values())), out / "roc.png")
-    print(f"tables and ROC plot in {out}")
-    return 0
+    with_curve = {name: s for name, s in summaries.items() if any(m.video.curve is not None for m in s.methods)}
+    if with_curve:
+        plot_roc(with_curve if len(with_curve) > 1 else next(iter(with_curve.values())), out / "roc.png")
+        print(f"tables and ROC plot in {out}")
+    else:
+        print(f"tables in {out}; note: ROC plot skipped: no dataset has both real and fake videos scored")
+    return EvalOutcome(n_ok, list(readers))

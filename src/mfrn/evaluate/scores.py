@@ -17,20 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from mfrn.io_utils import cut_torn_tail
+
 if TYPE_CHECKING:
-    from mfrn.evaluate.protocol import ProtocolConfig
+    from mfrn.inference.protocol import ProtocolConfig
 
 VIDEO_COLUMNS = (
     "key", "dataset", "method", "label", "score", "n_frames", "n_frames_with_face",
     "no_face", "status", "reason", "frame_scores",
 )
 FRAME_COLUMNS = ("key", "frame_index", "score")
-STATUSES = ("ok", "failed")
+STATUSES = ("ok", "failed", "missing")  # missing: listed by the dataset, not on disk
 
 
 @dataclass
 class VideoResult:
-    """One scored video. ``label``: 1 = fake, 0 = real. ``status`` "failed" rows carry a reason."""
+    """One scored video. ``label``: 1 = fake, 0 = real. ``status`` "failed" and "missing" rows carry a
+    reason; an "ok" row's reason is a caveat (for example: only part of the video decoded)."""
 
     key: str
     dataset: str
@@ -65,28 +68,9 @@ def _one_line(text: str) -> str:
 
 def _repair_and_check(path: Path, columns: tuple[str, ...]) -> bool:
     """Cut a torn last line; check the header. Returns True when the file holds a valid header."""
-    if not path.exists() or path.stat().st_size == 0:
+    if cut_torn_tail(path) == 0:  # missing, empty, or even the header was torn
         return False
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(size - 1)
-        if f.read(1) != b"\n":
-            # walk back from the end to the last complete line; only the tail is read
-            cut, position = 0, size
-            while position > 0:
-                step = min(65536, position)
-                position -= step
-                f.seek(position)
-                newline = f.read(step).rfind(b"\n")
-                if newline >= 0:
-                    cut = position + newline + 1
-                    break
-            f.truncate(cut)
-            f.flush()
-            os.fsync(f.fileno())
-            if cut == 0:  # even the header was torn
-                return False
-        f.seek(0)
+    with open(path, "rb") as f:
         header = f.readline().decode("utf-8").rstrip("\r\n")
     if tuple(header.split(",")) != columns:
         raise ValueError(f"{path}: not an mfrn score file (header {header!r}, expected {','.join(columns)})")
@@ -172,8 +156,13 @@ class ScoreWriter(_AppendOnlyCsv):
         self._done: dict[str, str] = {row["key"]: row["status"] for row in _iter_rows(self.path, VIDEO_COLUMNS)}
 
     def done_keys(self, include_failed: bool = True) -> set[str]:
-        """Keys already written; ``include_failed=False`` lets a resumed run retry failures."""
-        return {k for k, status in self._done.items() if include_failed or status == "ok"}
+        """Keys already written; ``include_failed=False`` lets a resumed run retry failures. A video
+        recorded as missing is never done: a rerun looks for it again."""
+        return {k for k, status in self._done.items() if status == "ok" or (include_failed and status == "failed")}
+
+    def status_of(self, key: str) -> str | None:
+        """The status of the latest row written for ``key``, or None."""
+        return self._done.get(key)
 
     def write(self, result: VideoResult) -> None:
         if result.status not in STATUSES:

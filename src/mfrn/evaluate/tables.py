@@ -85,6 +85,8 @@ class EvalSummary:
     methods: list[MethodResult] = field(default_factory=list)  # ALL first, then SBI_ALL (FF++), then each method
     failed_reasons: dict[str, int] = field(default_factory=dict)
     compressions: list[str] = field(default_factory=list)  # as the video keys name them (FF++: raw, c23, c40)
+    n_missing: int = 0  # listed by the dataset's label/split file but not on disk: never scored
+    missing_keys: list[str] = field(default_factory=list)  # the first few, for the notes
 
     @property
     def compression(self) -> str:
@@ -120,10 +122,14 @@ class EvalSummary:
         if self.failed_reasons:
             top = sorted(self.failed_reasons.items(), key=lambda item: -item[1])[:3]
             failures = " (" + "; ".join(f"{count} x {reason}" for reason, count in top) + ")"
+        missing = ""
+        if self.n_missing:
+            shown = ", ".join(self.missing_keys[:3]) + (" ..." if self.n_missing > 3 else "")
+            missing = f", {self.n_missing} listed but missing on disk and excluded ({shown})"
         return (
             f"{self.dataset}: {self.n_scored} videos scored ({self.n_no_face} without any face, scored as "
-            f"no-face and included), {self.n_failed} failed and excluded{failures}; video AUC over per-video "
-            f"scores, frame AUC over every sampled frame with a face (label of its video)"
+            f"no-face and included), {self.n_failed} failed and excluded{failures}{missing}; video AUC over "
+            f"per-video scores, frame AUC over every sampled frame with a face (label of its video)"
         )
 
 
@@ -164,13 +170,15 @@ def summarize(
 ) -> EvalSummary:
     """Per-method breakdown of one dataset's results: each fake method against all reals, and ALL."""
     ok = [r for r in results if r.status == "ok"]
-    failed = [r for r in results if r.status != "ok"]
+    missing = [r for r in results if r.status == "missing"]
+    failed = [r for r in results if r.status not in ("ok", "missing")]
     reasons: dict[str, int] = {}
     for r in failed:
         reasons[r.reason or "unknown"] = reasons.get(r.reason or "unknown", 0) + 1
     summary = EvalSummary(
         dataset=dataset, protocol=protocol, n_videos=len(results), n_scored=len(ok), n_failed=len(failed),
         n_no_face=sum(r.no_face for r in ok), failed_reasons=reasons, compressions=_compressions(results),
+        n_missing=len(missing), missing_keys=[r.key for r in missing[:10]],
     )
     reals = [r for r in ok if r.label == 0]
     fakes = [r for r in ok if r.label == 1]
@@ -280,10 +288,20 @@ METRIC_COLUMNS = ["n_real", "n_fake", "frame AUC", "video AUC", "video AUC 95% C
                   "acc@0.5"]
 
 
+ONE_CLASS = "n/a (one class)"
+
+
+def _rank_cell(value: float | None, metrics: BinaryMetrics | None) -> str:
+    """A rank metric (AUC, AP, EER): undefined when only one class was scored, and the cell says so."""
+    if metrics is not None and metrics.reason:
+        return ONE_CLASS
+    return _pct(value)
+
+
 def _metric_cells(result: MethodResult) -> list[str]:
-    v = result.video
-    return [str(v.n_real), str(v.n_fake), _pct(result.frame.auc if result.frame else None), _pct(v.auc),
-            _ci(v.auc_ci), _pct(v.ap), _pct(v.eer), _pct(v.acc_at_05)]
+    v, f = result.video, result.frame
+    return [str(v.n_real), str(v.n_fake), _rank_cell(f.auc if f else None, f), _rank_cell(v.auc, v),
+            ONE_CLASS if v.reason else _ci(v.auc_ci), _rank_cell(v.ap, v), _rank_cell(v.eer, v), _pct(v.acc_at_05)]
 
 
 _COMMON_NOTE = ("all metrics in %; AUC/AP/EER from scikit-learn (EER interpolated where FPR = 1 - TPR); "
@@ -347,3 +365,21 @@ def cross_dataset_table(summaries: dict[str, EvalSummary]) -> Table:
     if len(protocols) > 1:
         notes.append("WARNING: the datasets were scored under different protocols (see above)")
     return Table("Cross-dataset", ["dataset"] + METRIC_COLUMNS + ["paper video AUC", "SBI video AUC"], rows, notes)
+
+
+def per_video_table(results: list[VideoResult], dataset: str, threshold: float, threshold_rule: str) -> Table:
+    """Each scored video's score and its verdict at the checkpoint's threshold (what an evaluation with
+    only one class can still report), with the share called fake."""
+    ok = [r for r in results if r.status == "ok"]
+    rows = [[r.key, "fake" if r.label else "real", f"{r.score:.4f}",
+             "no_face" if r.no_face else ("fake" if r.score >= threshold else "real"),
+             f"{r.n_frames_with_face}/{r.n_frames}"] for r in ok]
+    with_face = [r for r in ok if not r.no_face]
+    called_fake = sum(r.score >= threshold for r in with_face)
+    labels = sorted({"fake" if r.label else "real" for r in ok})
+    notes = [f"{dataset}: only {' and '.join(labels) or 'no'} videos were scored: AUC/AP/EER are undefined (one class)",
+             f"{called_fake} of {len(with_face)} videos with a face called fake at threshold {threshold:.4g} "
+             f"({threshold_rule}); {len(ok) - len(with_face)} without any face (their score is the protocol's "
+             "no-face score, not a verdict)"]
+    return Table(f"Per-video scores ({dataset})", ["video", "label", "score", "verdict", "frames with a face"],
+                 rows, notes)

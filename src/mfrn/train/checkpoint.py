@@ -1,28 +1,25 @@
-"""Checkpoints that carry everything: weights, the resolved config, preprocessing, training state.
+"""Training state in checkpoints: the RNG states a resumed run restores.
 
-Saved atomically (a kill never leaves a half-written file). Loading uses ``weights_only=True``; a
-file that is not an mfrn checkpoint, is truncated, or holds another model gets a clear error.
+The format itself (marker, atomic save, safe load, calibration entry) lives in ``mfrn.checkpoint``,
+the low layer that inference reads through too; train saves through it.
 """
 
 from __future__ import annotations
 
-import io
 import random
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from mfrn import __version__
-from mfrn.io_utils import atomic_write_bytes
-from mfrn.weights import WeightsError
-
-FORMAT = "mfrn-checkpoint-v1"
-
-
-class CheckpointError(WeightsError):
-    """A checkpoint that cannot be used, with the file and the reason in the message."""
+from mfrn.checkpoint import (  # noqa: F401  (train saves and resumes through the format module)
+    FORMAT,
+    Calibration,
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+    set_calibration,
+)
 
 
 def rng_state() -> dict:
@@ -47,40 +44,3 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    payload = {"format": FORMAT, "mfrn_version": __version__, **payload}
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, pickled module, not a torch file at all
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable mfrn checkpoint ({text}); is it truncated or from another tool?") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: not an mfrn checkpoint (no '{FORMAT}' marker); plain weights for a backbone go to "
-            "model.pretrained_file instead"
-        )
-    for key in ("model", "config"):
-        if key not in payload:
-            raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
-    return payload
-
-
-def load_model_state(model: torch.nn.Module, state: dict, path: Path | str) -> None:
-    """Strict load with a readable error: which keys are missing, unexpected or mis-shaped."""
-    from mfrn.weights import WeightsError, load_strict
-
-    try:
-        load_strict(model, state, path, optional_suffixes=())
-    except WeightsError as error:
-        raise CheckpointError(f"{error} (is it a checkpoint of another model or config?)") from None

@@ -96,14 +96,15 @@ def list_videos(folder: Path) -> list[Path]:
     return [folder / n for n in names]
 
 
-def walk_videos(folder: Path) -> Iterator[Path]:
-    """Video files anywhere below ``folder``, streamed folder by folder in sorted order."""
+def walk_videos(folder: Path, suffixes: tuple[str, ...] | frozenset[str] = VIDEO_SUFFIXES) -> Iterator[Path]:
+    """Files with one of ``suffixes`` (video files by default) anywhere below ``folder``, streamed
+    folder by folder in sorted order."""
     if not folder.is_dir():
         return
     for current, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
-            if is_video(Path(name)):
+            if Path(name).suffix.lower() in suffixes:
                 yield Path(current) / name
 
 

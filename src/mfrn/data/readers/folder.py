@@ -1,5 +1,5 @@
-"""Users' own data: ``real/`` and ``fake/`` folders (searched recursively), or a CSV file of
-``path,label[,split]`` rows with labels real/fake/0/1 (paths relative to the CSV's folder)."""
+"""Users' own data: ``real/`` and ``fake/`` folders (searched recursively for videos and images), or a
+CSV file of ``path,label[,split]`` rows with labels real/fake/0/1 (paths relative to the CSV's folder)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,20 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+from mfrn.data.media import IMAGE_EXTENSIONS
 from mfrn.data.readers.base import READERS, DatasetReader, check_split, relative_id, walk_videos
-from mfrn.data.records import FAKE, REAL, SPLITS, UNSPLIT, VideoRecord, make_record, parse_label
+from mfrn.data.records import FAKE, REAL, SPLITS, UNSPLIT, VIDEO_SUFFIXES, VideoRecord, make_record, parse_label
 
 LABELS = {"real": REAL, "fake": FAKE, "0": REAL, "1": FAKE}
 METHOD_OF_LABEL = {REAL: "original", FAKE: "fake"}
+MEDIA_SUFFIXES = frozenset(VIDEO_SUFFIXES) | IMAGE_EXTENSIONS  # an image is one-frame media
 
 
 @READERS.register("folder")
 class FolderReader(DatasetReader):
-    """Keys: ``<dataset_name>/original/raw/<relative path>`` and ``<dataset_name>/fake/raw/...``."""
+    """Keys: ``<dataset_name>/original/raw/<relative path>`` and ``<dataset_name>/fake/raw/...``.
+
+    The folders are searched for videos and images alike (an image is scored as one-frame media)."""
 
     name = "folder"
 
@@ -50,8 +54,11 @@ class FolderReader(DatasetReader):
     def _folder_rows(self) -> Iterator[tuple[str, Path, int, str]]:
         for side in ("real", "fake"):
             base = self.root / side
-            for path in walk_videos(base):
-                yield relative_id(path, base), path, LABELS[side], self.default_split
+            for path in walk_videos(base, MEDIA_SUFFIXES):
+                # an image keeps its suffix in the id, so that a.mp4 and a.png stay two videos
+                video_id = path.relative_to(base).as_posix() if path.suffix.lower() in IMAGE_EXTENSIONS \
+                    else relative_id(path, base)
+                yield video_id, path, LABELS[side], self.default_split
 
     def _csv_rows(self) -> Iterator[tuple[str, Path, int, str]]:
         assert self.csv_path is not None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfrn.evaluate.protocol import ProtocolConfig, aggregate_video, keep_large_faces
+from mfrn.inference.protocol import ProtocolConfig, aggregate_video, keep_large_faces
 
 
 def test_defaults_follow_method_md():
