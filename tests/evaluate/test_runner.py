@@ -100,7 +100,7 @@ def test_eval_under_torchrun_splits_videos_and_merges(ffpp_tree, tiny_checkpoint
 
     root, records, _ = ffpp_tree
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                "-m", "mfrn.cli", "eval", "-m", str(tiny_checkpoint), "--dataset", "ffpp", "--root", str(root),
                "--reader-option", "compression=c23", "-o", str(out), "--bootstrap", "10", "--no-progress",
                "--device", "cpu", "--set", "eval.n_frames=1"]

@@ -91,7 +91,7 @@ def test_ddp_global_batch_equals_the_one_process_run(prepared_faces, tmp_path, m
     from tests.train.ddp_worker import record_batches
 
     overrides = tiny(prepared_faces, tmp_path / "ddp", "train.epochs=1", "train.max_steps=2", "data.batch_size=4")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path), *overrides]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -170,7 +170,7 @@ def test_torchrun_runs_the_train_command_on_cpu(prepared_faces, tmp_path):
     """`torchrun --nproc_per_node 2 -m mfrn.cli train ...`, as the README says; rank 0 reports once."""
     sets = [arg for item in tiny(prepared_faces, tmp_path / "cli", "train.epochs=1", "data.batch_size=2")
             for arg in ("--set", item)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                "-m", "mfrn.cli", "train", "--no-progress", *sets]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
