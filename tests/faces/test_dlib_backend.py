@@ -68,3 +68,45 @@ def test_the_100_mb_predictor_is_loaded_once_per_process(astronaut):
     detector = DlibHogDetector()
     detector.detect(astronaut)  # loads the keypoint predictor
     assert DlibLandmarker()._predictor is DlibLandmarker()._predictor is detector._keypoint_predictor
+
+
+def _face_on_canvas(sample_media, face_width: int, canvas_hw: tuple[int, int]) -> np.ndarray:
+    """A real photo's face scaled so dlib's box is ``face_width`` px wide, pasted on a grey canvas."""
+    import cv2
+
+    from mfrn.data.media import load_image
+
+    photo = load_image(sample_media.single_face_images[0])
+    box = DlibHogDetector().detect(photo)[0].box
+    scale = face_width / float(box[2] - box[0])
+    face = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    height, width = canvas_hw
+    canvas = np.full((height, width, 3), 127, np.uint8)
+    y, x = (height - face.shape[0]) // 2, (width - face.shape[1]) // 3
+    canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return canvas
+
+
+def test_a_small_face_in_a_large_photo_is_found_at_a_larger_scale(sample_media):
+    """A 200 px face in a 6000x4000 photo is 21 px at the 640 px working size: the search goes on at larger scales."""
+    photo = _face_on_canvas(sample_media, 200, (4000, 6000))
+    found = DlibHogDetector().detect(photo)
+    assert len(found) == 1
+    x1, y1, x2, y2 = found[0].box
+    assert 150 < x2 - x1 < 260 and 1800 < x1 < 2200 and 1800 < y1 < 2100, found[0].box  # full-image pixels
+    # the working size alone (the search capped at it) misses the face: that was the old behaviour
+    assert DlibHogDetector(search_side=640).detect(photo) == []
+    # the same face on a canvas within the working size needs no search
+    assert len(DlibHogDetector().detect(_face_on_canvas(sample_media, 200, (640, 640)))) == 1
+
+
+def test_search_scales_keep_small_frames_to_one_pass():
+    detector = DlibHogDetector()
+    assert detector.search_scales(360, 640) == [1.0]  # video frames within the working size: one pass
+    scales = detector.search_scales(4000, 6000)
+    assert scales[0] == pytest.approx(640 / 6000) and scales[-1] == 1.0
+    assert all(b / a >= np.sqrt(2.0) for a, b in zip(scales, scales[1:]))
+    assert DlibHogDetector(search_side=2560).search_scales(4000, 6000)[-1] == pytest.approx(2560 / 6000)
+    assert DlibHogDetector(max_side=0).search_scales(4000, 6000) == [1.0]
+    with pytest.raises(ValueError, match="search_side"):
+        DlibHogDetector(search_side=-5)

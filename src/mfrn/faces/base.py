@@ -1,13 +1,13 @@
 """One interface for face analysis: detector -> boxes, scores, 5 keypoints; landmarker -> 81 points.
 
 Backends register themselves by name; ``build_detector(name)`` / ``build_landmarker(name)`` import
-the backend module lazily so an optional backend (mtcnn, retinaface) never breaks the core.
+the backend module lazily, so an optional backend (mtcnn, retinaface) never breaks the core; the
+registries know every name before its module is imported.
 Images are RGB ``uint8`` arrays of shape (H, W, 3) everywhere in mfrn.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -16,16 +16,16 @@ import numpy as np
 from mfrn.faces.types import Face, FaceDetection
 from mfrn.registry import Registry
 
-DETECTORS: Registry["FaceDetector"] = Registry("face detector")
-LANDMARKERS: Registry["Landmarker"] = Registry("landmarker")
-
-# name -> module that registers it (imported on first use)
-_BACKEND_MODULES = {
+# optional backends register themselves when their module is imported, on the first use of their name
+DETECTORS: Registry["FaceDetector"] = Registry("face detector", lazy={
     "dlib": "mfrn.faces.backends.dlib_backend",
-    "dlib81": "mfrn.faces.backends.dlib_backend",
     "mtcnn": "mfrn.faces.backends.mtcnn",
     "retinaface": "mfrn.faces.backends.retinaface",
-}
+})
+LANDMARKERS: Registry["Landmarker"] = Registry("landmarker", lazy={
+    "dlib": "mfrn.faces.backends.dlib_backend",
+    "dlib81": "mfrn.faces.backends.dlib_backend",
+})
 
 
 class FaceDetector(ABC):
@@ -53,19 +53,11 @@ class Landmarker(ABC):
         """(81, 2) float32 landmarks in image pixels."""
 
 
-def _import_backend(name: str) -> None:
-    module = _BACKEND_MODULES.get(name)
-    if module is not None:
-        importlib.import_module(module)
-
-
 def build_detector(name: str, **kwargs) -> FaceDetector:
-    _import_backend(name)
     return DETECTORS.build(name, **kwargs)
 
 
 def build_landmarker(name: str, **kwargs) -> Landmarker:
-    _import_backend(name)
     return LANDMARKERS.build(name, **kwargs)
 
 

@@ -1,9 +1,12 @@
 """dlib backend: HOG face detector + 68-point shape predictor (from ``face-recognition-models``,
 CC0), extended to 81 points by extrapolation, or a user's 81-point predictor file.
 
-The HOG detector runs on a copy of the image down-scaled to ``max_side`` pixels (it is far slower
-on large frames and finds no more faces there); boxes are scaled back to the full image, and the
-landmarks are always predicted on the full-resolution image.
+The HOG detector runs on a copy of the image down-scaled to ``max_side`` pixels (the working size:
+far faster on large frames, and a frame of that size loses none of its faces). When that pass finds
+no face in a larger image, the search goes on at twice the scale, and twice again, up to the full
+resolution (or ``search_side``): a face that is small in a large photo is found at the scale where
+it is large enough. Boxes are scaled back to the full image, and the landmarks are always predicted
+on the full-resolution image.
 """
 
 from __future__ import annotations
@@ -73,8 +76,10 @@ class DlibHogDetector(FaceDetector):
     WINDOW = 80
 
     def __init__(self, max_side: int = 640, upsample: int | str = "auto", threshold: float = 0.3,
-                 model_path: str | Path | None = None) -> None:
+                 model_path: str | Path | None = None, search_side: int | None = None) -> None:
         self._detector = _dlib().get_frontal_face_detector()
+        if int(max_side) < 0:
+            raise ValueError(f"dlib detector: max_side must be >= 0 (0: full resolution), got {max_side!r}")
         self.max_side = int(max_side)
         # the 68-point predictor behind the 5 keypoints (default: face-recognition-models' file)
         self.model_path = Path(model_path) if model_path else None
@@ -84,6 +89,9 @@ class DlibHogDetector(FaceDetector):
             raise ValueError(f"dlib detector: upsample must be 'auto' or an integer >= 0, got {upsample!r}")
         self.upsample = upsample
         self.threshold = float(threshold)
+        if search_side is not None and int(search_side) < 0:
+            raise ValueError(f"dlib detector: search_side must be >= 0 or null (full resolution), got {search_side!r}")
+        self.search_side = None if search_side is None else int(search_side)
         self._keypoint_predictor = None
 
     def _run(self, small: np.ndarray):
@@ -98,11 +106,33 @@ class DlibHogDetector(FaceDetector):
             rects, scores, kinds = self._detector.run(small, 1, self.threshold)
         return rects, scores, kinds
 
+    def search_scales(self, height: int, width: int) -> list[float]:
+        """Scales tried in turn until one finds a face: the working size, then x2 steps up to the search limit
+        (the full resolution unless ``search_side`` caps it); one scale when the image is within the working size."""
+        side = max(height, width)
+        first = min(1.0, self.max_side / side) if self.max_side > 0 else 1.0
+        limit = 1.0 if self.search_side is None or self.search_side == 0 else min(1.0, self.search_side / side)
+        scales = [first]
+        # interpretation: x2 steps, the last one snapped to the limit when it would come within sqrt(2) of it
+        while scales[-1] * np.sqrt(2.0) < limit:
+            scales.append(min(limit, 2.0 * scales[-1]) if 2.0 * scales[-1] * np.sqrt(2.0) < limit else limit)
+        return scales
+
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
         height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width)) if self.max_side > 0 else 1.0
-        small = image if scale == 1.0 else cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._run(np.ascontiguousarray(small))
+        for level, scale in enumerate(self.search_scales(height, width)):
+            small = image if scale == 1.0 else cv2.resize(
+                image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+            small = np.ascontiguousarray(small)
+            # the larger scales exist to resolve small faces: upsample 0 there (the next scale doubles anyway)
+            rects, scores, _ = self._run(small) if level == 0 else self._detector.run(small, 0, self.threshold)
+            detections = self._to_detections(image, rects, scores, scale)
+            if detections:
+                return detections
+        return []
+
+    def _to_detections(self, image: np.ndarray, rects, scores, scale: float) -> list[FaceDetection]:
+        height, width = image.shape[:2]
         detections = []
         for rect, score in zip(rects, scores):
             box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale
