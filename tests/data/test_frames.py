@@ -234,6 +234,31 @@ def test_text_file_named_mp4(media_maker):
     _assert_media_error(media_maker.text_as("not_a_video.mp4"), "not a video")
 
 
+_RELEASE_NOTES = "Release notes\n=============\n\n" + "A line of text such as a README or an .nfo file holds.\n" * 40
+
+
+@pytest.mark.parametrize("name", ["notes.nfo", "README.txt", "credits.diz", "notes_named_as.mp4"])
+def test_text_files_are_not_videos(media_maker, name):
+    """FFmpeg's tty reader draws a text file's characters as frames: the file is refused, not read as a video."""
+    path = media_maker.path(name)
+    path.write_text(_RELEASE_NOTES, encoding="utf-8")
+    for call in (probe_video, lambda p: read_media_frames(p, 4), lambda p: list(decode_all_frames(p))):
+        _assert_media_error(path, "not a video", call)
+
+
+def test_text_file_reason_names_the_text_reader(media_maker):
+    path = media_maker.path("notes.nfo")
+    path.write_text(_RELEASE_NOTES, encoding="utf-8")
+    _assert_media_error(path, "a text file", lambda p: read_media_frames(p, 4))
+
+
+def test_a_still_image_with_a_video_name_is_refused_but_read_under_its_own_name(sample_media, media_maker):
+    photo = media_maker.copy(sample_media.single_face_images[0], "photo_named_as.mp4")
+    _assert_media_error(photo, "still image (mjpeg", lambda p: read_media_frames(p, 4))
+    info, frames = read_media_frames(media_maker.copy(photo, "photo.jpg"), 4)
+    assert info.is_image and len(list(frames)) == 1
+
+
 def test_file_without_video_stream(media_maker):
     _assert_media_error(media_maker.audio_only(), "no video stream (streams: audio)")
 

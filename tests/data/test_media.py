@@ -13,9 +13,11 @@ from PIL import Image, ImageOps
 from mfrn.data.media import (
     MediaError,
     _apply_orientation,
+    check_readable_file,
     is_image,
     is_video,
     iter_media,
+    list_media,
     load_image,
 )
 from tests.data.media_fixtures import pattern_image
@@ -237,3 +239,41 @@ def test_iter_media_missing_path_and_self_including_list(tmp_path):
     loop.write_text("loop.txt\n", encoding="utf-8")
     with pytest.raises(MediaError, match="includes itself"):
         list(iter_media([loop]))
+
+
+def test_symlink_loop_and_broken_link_are_yielded_for_the_reader_to_refuse(tmp_path):
+    """A symbolic link loop inside an input folder once raised a traceback before any file was processed."""
+    root = tmp_path / "media"
+    clip = _touch(root / "a.mp4")
+    loop = root / "b_loop.mp4"
+    loop.symlink_to(loop.name)  # points at itself
+    broken = root / "c_broken.jpg"
+    broken.symlink_to(tmp_path / "gone.jpg")
+    assert list(iter_media([root])) == [clip, loop, broken]
+    with pytest.raises(MediaError, match="symbolic link loop"):
+        check_readable_file(loop)
+    with pytest.raises(MediaError, match="broken symbolic link .*gone.jpg"):
+        check_readable_file(broken)
+    # given directly, the loop is a media path too (it was "no such file or folder")
+    assert list(iter_media([loop])) == [loop]
+    with pytest.raises(MediaError, match="symbolic link loop"):
+        load_image(loop)
+
+
+def test_list_media_says_no_media_found_and_lists_the_other_inputs(tmp_path):
+    clip = _touch(tmp_path / "clips" / "one.mp4")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    named_like_a_video = tmp_path / "x.mp4"  # a folder
+    named_like_a_video.mkdir()
+    _touch(named_like_a_video / "readme.md")
+    blank_list = tmp_path / "none.txt"
+    blank_list.write_text("# nothing\n", encoding="utf-8")
+    listing = list_media([empty, tmp_path / "clips", named_like_a_video, tmp_path / "gone", blank_list, clip])
+    assert listing.files == [clip]  # the repeat of one.mp4 is not a problem
+    reasons = dict(listing.problems)
+    assert list(reasons) == [empty, named_like_a_video, tmp_path / "gone", blank_list]
+    assert reasons[empty].startswith(f"no media found in {empty}: no image or video file")
+    assert "a folder named like a video file" in reasons[named_like_a_video]
+    assert reasons[tmp_path / "gone"] == "no such file or folder"
+    assert "list file names no path" in reasons[blank_list]

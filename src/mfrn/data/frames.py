@@ -469,13 +469,36 @@ def _short_list(values: list[int], limit: int = 8) -> str:
     return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} in all)"
 
 
+# FFmpeg demuxers that turn text into frames (ANSI art, BBS "bin"/"xbin" files): a text file is never a video
+TEXT_DEMUXERS: frozenset[str] = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+# y4m is a real video format despite its "pipe" name
+_VIDEO_PIPE_DEMUXERS: frozenset[str] = frozenset({"yuv4mpegpipe"})
+
+
+def is_image_demuxer(name: str) -> bool:
+    """FFmpeg's still-image readers: ``image2``, ``image2pipe`` and the ``<format>_pipe`` family."""
+    return name in ("image2", "image2pipe") or (name.endswith("_pipe") and name not in _VIDEO_PIPE_DEMUXERS)
+
+
 def _open_container(path: Path):
+    """The one place media are opened with FFmpeg: a text or still-image reader is refused for a video path."""
     import av
 
     try:
-        return av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r")
     except av.FFmpegError as error:
         raise MediaError(path, f"not a video FFmpeg can open ({error})") from error
+    names = set((container.format.name or "").split(","))
+    long_name = container.format.long_name or container.format.name
+    if names & TEXT_DEMUXERS:
+        container.close()
+        raise MediaError(path, f"not a video: a text file (FFmpeg's {long_name} reader would draw its characters as frames)")
+    if any(is_image_demuxer(name) for name in names) and not is_image(path):
+        codec = next((s.codec_context.name for s in container.streams.video if s.codec_context), "unknown")
+        container.close()
+        raise MediaError(path, f"not a video: a still image ({codec}, FFmpeg's {container.format.name} reader); "
+                               "give it an image extension to read it as a photo")
+    return container
 
 
 def _video_stream(container, path: Path):

@@ -6,9 +6,11 @@ pipeline can record why an item failed and go on with the next one.
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +64,7 @@ def check_readable_file(path: Path | str) -> Path:
     """The path if it is a non-empty regular file, else :class:`MediaError` saying what it is."""
     path = Path(path)
     if not path.exists():
-        raise MediaError(path, "no such file")
+        raise MediaError(path, link_problem(path) or "no such file")
     if path.is_dir():
         raise MediaError(path, "is a directory, not a media file")
     if not path.is_file():
@@ -74,8 +76,24 @@ def check_readable_file(path: Path | str) -> Path:
     if size == 0:
         raise MediaError(path, "empty file (0 bytes)")
     if not os.access(path, os.R_OK):
-        raise MediaError(path, "permission denied")
+        raise MediaError(path, "permission denied (the file is not readable by this user)")
     return path
+
+
+def link_problem(path: Path | str) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, a missing target), or None when ``path`` is no such link."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        if error.errno == errno.ENOENT:
+            return f"broken symbolic link (its target {os.readlink(path)} does not exist)"
+        return f"symbolic link cannot be followed ({error.strerror or error})"
+    return None
 
 
 def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -194,40 +212,91 @@ def iter_media(paths: Sequence[Path | str], recursive: bool = True) -> Iterator[
       sub-folders when ``recursive``; hidden files and folders (``.name``) are skipped;
     - a ``.txt`` file is a list: one path per line, blank lines and ``#`` comments ignored,
       relative paths taken from the list file's folder; entries are expanded the same way;
-    - any other file is yielded as given (the reader reports it if it is not media).
+    - any other file is yielded as given (the reader reports it if it is not media), and so is a
+      symbolic link that cannot be followed (a loop, a missing target): the reader records why.
     A path is yielded once, at its first occurrence. A missing path raises :class:`MediaError`.
     """
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for item in paths:
-        yield from _expand(Path(item), recursive, seen, lists_open=())
+        for path in _expand(Path(item), recursive, lists_open=(), on_error=_raise):
+            yield from _once(path, seen)
 
 
-def _expand(path: Path, recursive: bool, seen: set[Path], lists_open: tuple[Path, ...]) -> Iterator[Path]:
+def _raise(error: MediaError) -> None:
+    raise error
+
+
+@dataclass
+class MediaListing:
+    """What :func:`list_media` found: the media files, and each input that gave none, with the reason."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def list_media(paths: Sequence[Path | str], recursive: bool = True) -> MediaListing:
+    """:func:`iter_media` input by input: a missing input, a bad list file, a folder without media ("no
+    media found in ...") or a sub-folder that cannot be listed is a problem, and the rest is still listed."""
+    listing = MediaListing()
+    seen: set[str] = set()
+    for item in paths:
+        item = Path(item)
+        found = 0
+        try:
+            for path in _expand(item, recursive, lists_open=(),
+                                on_error=lambda error: listing.problems.append((error.path, error.reason))):
+                found += 1
+                listing.files.extend(_once(path, seen))
+        except MediaError as error:
+            listing.problems.append((error.path, error.reason))
+            continue
+        if not found and not any(path == item for path, _ in listing.problems):
+            listing.problems.append((item, _no_media_reason(item, recursive)))
+    return listing
+
+
+def _no_media_reason(path: Path, recursive: bool) -> str:
     if path.is_dir():
-        for file in _folder_media(path, recursive):
-            yield from _once(file, seen)
+        named_like = " (a folder named like a video file)" if is_video(path) or is_image(path) else ""
+        where = "in it or its sub-folders" if recursive else "in it"
+        return (f"no media found in {path}{named_like}: no image or video file {where} "
+                f"(hidden files are skipped; known extensions: {', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
+    return f"no media found in {path}: the list file names no path"
+
+
+def _expand(path: Path, recursive: bool, lists_open: tuple[Path, ...], on_error) -> Iterator[Path]:
+    if path.is_dir():
+        yield from _folder_media(path, recursive, on_error)
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         resolved = path.resolve()
         if resolved in lists_open:
             raise MediaError(path, "list file includes itself (directly or through another list)")
         for entry in _read_list(path):
-            yield from _expand(entry, recursive, seen, lists_open + (resolved,))
-    elif path.exists():
-        yield from _once(path, seen)
+            yield from _expand(entry, recursive, lists_open + (resolved,), on_error)
+    elif path.exists() or path.is_symlink():
+        yield path
     else:
         raise MediaError(path, "no such file or folder")
 
 
-def _once(path: Path, seen: set[Path]) -> Iterator[Path]:
-    key = path.resolve()
+def _once(path: Path, seen: set[str]) -> Iterator[Path]:
+    try:
+        key = str(path.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        key = os.path.abspath(path)
     if key not in seen:
         seen.add(key)
         yield path
 
 
-def _folder_media(folder: Path, recursive: bool) -> list[Path]:
+def _folder_media(folder: Path, recursive: bool, on_error) -> list[Path]:
+    """Media files under ``folder``; a (sub-)folder that cannot be listed goes to ``on_error`` as a MediaError."""
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+
+    def unlistable(error: OSError) -> None:
+        on_error(MediaError(error.filename or folder, f"cannot list the folder ({error.strerror or error})"))
+
+    for root, dirs, files in os.walk(folder, onerror=unlistable):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         root_path = Path(root)
         found.extend(
@@ -243,6 +312,8 @@ def _read_list(list_file: Path) -> list[Path]:
         text = list_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise MediaError(list_file, f"list file is not UTF-8 text ({error.reason})") from error
+    except OSError as error:
+        raise MediaError(list_file, f"cannot read the list file ({error.strerror or error})") from error
     entries: list[Path] = []
     for line in text.splitlines():
         line = line.strip()
