@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from mfrn.io_utils import OutputPathError, ensure_output_dir
+from mfrn.io_utils import OutputPathError, check_output_dir, ensure_output_dir
 from mfrn.weights import check_device
 
 
@@ -25,7 +25,18 @@ def test_output_dir_refuses_an_existing_file(tmp_path):
     assert existing.read_text() == "{}"  # nothing was touched
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_check_output_dir_refuses_the_same_paths_without_creating_anything(tmp_path):
+    existing = tmp_path / "results.json"
+    existing.write_text("{}")
+    with pytest.raises(OutputPathError, match="exists and is not a folder"):
+        check_output_dir(existing)
+    with pytest.raises(OutputPathError, match="part of the path is a file"):
+        check_output_dir(existing / "a" / "b")
+    assert check_output_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions (tests/test_permissions.py drops them)")
 def test_output_dir_refuses_a_read_only_folder(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()

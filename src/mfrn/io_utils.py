@@ -15,12 +15,24 @@ class OutputPathError(ValueError):
     """An output path that cannot be used (a file where a folder is needed, no permission)."""
 
 
-def ensure_output_dir(path: Path | str, what: str = "output folder") -> Path:
-    """Create ``path`` as a folder (with parents) or refuse it in one line: an existing file, a parent that
-    is a file, or a folder this process cannot write into."""
+def check_output_dir(path: Path | str, what: str = "output folder") -> Path:
+    """What :func:`ensure_output_dir` refuses, checked without creating anything (to fail before long work)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{path}: the {what} exists and is not a folder; give a folder path")
+    existing = next((p for p in (path, *path.absolute().parents) if p.exists()), None)
+    if existing is not None and existing != path and not existing.is_dir():
+        raise OutputPathError(f"{path}: cannot create the {what}: a part of the path is a file")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not writable" if existing == path else f"cannot be created in {existing}"
+        raise OutputPathError(f"{path}: the {what} {problem} (permission denied)")
+    return path
+
+
+def ensure_output_dir(path: Path | str, what: str = "output folder") -> Path:
+    """Create ``path`` as a folder (with parents) or refuse it in one line: an existing file, a parent that
+    is a file, or a folder this process cannot write into."""
+    path = check_output_dir(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -269,10 +269,14 @@ def test_list_media_says_no_media_found_and_lists_the_other_inputs(tmp_path):
     _touch(named_like_a_video / "readme.md")
     blank_list = tmp_path / "none.txt"
     blank_list.write_text("# nothing\n", encoding="utf-8")
-    listing = list_media([empty, tmp_path / "clips", named_like_a_video, tmp_path / "gone", blank_list, clip])
-    assert listing.files == [clip]  # the repeat of one.mp4 is not a problem
+    two = _touch(tmp_path / "two.jpg")
+    half_list = tmp_path / "half.txt"
+    half_list.write_text("two.jpg\nmissing.mp4\n", encoding="utf-8")
+    listing = list_media([empty, tmp_path / "clips", named_like_a_video, tmp_path / "gone", blank_list, clip, half_list])
+    assert listing.files == [clip, two]  # the repeat of one.mp4 is not a problem
     reasons = dict(listing.problems)
-    assert list(reasons) == [empty, named_like_a_video, tmp_path / "gone", blank_list]
+    assert list(reasons) == [empty, named_like_a_video, tmp_path / "gone", blank_list, half_list]
+    assert reasons[half_list] == f"1 of 2 listed paths do not exist; first: line 2: {tmp_path / 'missing.mp4'}"
     assert reasons[empty].startswith(f"no media found in {empty}: no image or video file")
     assert "a folder named like a video file" in reasons[named_like_a_video]
     assert reasons[tmp_path / "gone"] == "no such file or folder"

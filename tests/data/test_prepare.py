@@ -157,3 +157,62 @@ def test_a_killed_run_loses_nothing_and_resumes(tmp_path, sample_media):
     assert f"{len(done)} already done" in result.stdout
     assert len(list((out / "records").glob("*.json"))) == 6
     assert all(r.status == STATUS_OK for r in Manifest(out).records())
+
+
+# --- bad options and awkward inputs (issue 10) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("frames", [0, -3])
+def test_frames_below_one_are_refused_before_anything_is_written(frames):
+    with pytest.raises(ValueError, match=r"n_frames \(--frames\) must be a whole number >= 1"):
+        PrepareConfig(n_frames=frames)
+
+
+def test_an_unknown_detector_writes_nothing_and_the_corrected_rerun_works(tmp_path, sample_media):
+    """`--detector dlibb` once wrote prepare.json, so the corrected rerun was refused as 'other settings'."""
+    items = items_from_paths([sample_media.single_face_images[0]])
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown face detector 'dlibb'; known: dlib, mtcnn, retinaface"):
+        run_prepare(items, out, PrepareConfig(n_frames=1, detector="dlibb"), progress=False)
+    with pytest.raises(ValueError, match="takes no option 'sizee'"):
+        run_prepare(items, out, PrepareConfig(n_frames=1, detector_kwargs={"sizee": 3}), progress=False)
+    assert not out.exists()
+    summary = run_prepare(items, out, PrepareConfig(n_frames=1), progress=False)
+    assert summary.ok == 1 and not summary.nothing_succeeded
+
+
+def test_symlink_loop_and_text_file_are_failed_items_and_the_rest_is_prepared(tmp_path, sample_media):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(sample_media.single_face_images[0], folder / "a_face.jpg")
+    (folder / "b_loop.mp4").symlink_to("b_loop.mp4")
+    notes = tmp_path / "notes.nfo"
+    notes.write_text("Release notes\n" + "A line of plain text.\n" * 30, encoding="utf-8")
+    summary = run_prepare(items_from_paths([folder, notes, folder / "b_loop.mp4"]), tmp_path / "out",
+                          PrepareConfig(n_frames=2), progress=False)
+    records = {Path(r.source).name: r for r in Manifest(tmp_path / "out").records()}
+    assert records["a_face.jpg"].status == STATUS_OK
+    assert records["b_loop.mp4"].status == STATUS_FAILED and "symbolic link loop" in records["b_loop.mp4"].reason
+    assert records["notes.nfo"].status == STATUS_FAILED and "not a video: a text file" in records["notes.nfo"].reason
+    assert summary.ok == 1 and summary.failed == 2  # the loop given twice (in the folder, directly) is one item
+
+
+def test_items_from_paths_says_no_media_found(tmp_path):
+    from mfrn.data.media import MediaError
+    from mfrn.data.prepare import media_items
+
+    named_like_a_video = tmp_path / "x.mp4"
+    named_like_a_video.mkdir()
+    with pytest.raises(MediaError, match="no media found in .*x.mp4 \\(a folder named like a video file\\)"):
+        items_from_paths([named_like_a_video])
+    items, problems = media_items([named_like_a_video, tmp_path / "gone.mp4"])
+    assert items == [] and [reason[:14] for _, reason in problems] == ["no media found", "no such file o"]
+
+
+def test_nothing_succeeded_when_every_item_failed(tmp_path, media_maker):
+    summary = run_prepare(items_from_paths([media_maker.zero_byte(), media_maker.text_as()]), tmp_path / "out",
+                          PrepareConfig(n_frames=2), progress=False)
+    assert summary.failed == 2 and summary.nothing_succeeded
+    again = run_prepare(items_from_paths([media_maker.zero_byte()]), tmp_path / "out", PrepareConfig(n_frames=2),
+                        progress=False)
+    assert again.skipped_existing == 1 and not again.nothing_succeeded  # done before is not a failure now

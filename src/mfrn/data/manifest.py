@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,6 +169,20 @@ class Manifest:
                 for face in frame.faces:
                     samples.append(FaceSample(self.root, record, frame, face))
         return samples
+
+    def why_no_faces(self) -> str:
+        """What the folder holds instead of faces, and what to run: for messages of the stages that need faces."""
+        records = list(self.records())
+        if not records:
+            return (f"{self.root}: no prepared media here (no records/); run `mfrn prepare VIDEOS_OR_PHOTOS -o "
+                    f"{self.root}` first")
+        counts = Counter(record.status for record in records)
+        failed = [record for record in records if record.status == STATUS_FAILED]
+        text = (f"{self.root}: no prepared faces: {len(records)} media prepared, {counts[STATUS_OK]} with faces, "
+                f"{counts[STATUS_NO_FACE]} without a face, {counts[STATUS_FAILED]} failed")
+        if failed:
+            text += f" (first failure: {failed[0].source}: {failed[0].reason})"
+        return text + f"; prepare media that show faces (`mfrn prepare ... -o {self.root}`); each item's record is in {self.records_dir}"
 
     def consolidate(self) -> Path:
         """Rewrite ``manifest.jsonl`` from the record files (atomically)."""

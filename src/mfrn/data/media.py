@@ -271,12 +271,22 @@ def _expand(path: Path, recursive: bool, lists_open: tuple[Path, ...], on_error)
         resolved = path.resolve()
         if resolved in lists_open:
             raise MediaError(path, "list file includes itself (directly or through another list)")
-        for entry in _read_list(path):
-            yield from _expand(entry, recursive, lists_open + (resolved,), on_error)
+        entries = _read_list(path)
+        missing = []
+        for number, entry in entries:
+            if entry.exists() or entry.is_symlink():
+                yield from _expand(entry, recursive, lists_open + (resolved,), on_error)
+            else:
+                missing.append((number, entry))
+        if missing:
+            number, first = missing[0]
+            hint = " (is it a list of media paths, one per line?)" if len(missing) == len(entries) else ""
+            on_error(MediaError(path, f"{len(missing)} of {len(entries)} listed paths do not exist{hint}; "
+                                      f"first: line {number}: {first}"))
     elif path.exists() or path.is_symlink():
         yield path
     else:
-        raise MediaError(path, "no such file or folder")
+        on_error(MediaError(path, "no such file or folder"))
 
 
 def _once(path: Path, seen: set[str]) -> Iterator[Path]:
@@ -307,18 +317,19 @@ def _folder_media(folder: Path, recursive: bool, on_error) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _read_list(list_file: Path) -> list[Path]:
+def _read_list(list_file: Path) -> list[tuple[int, Path]]:
+    """``(line number, path)`` of each entry of a list file."""
     try:
         text = list_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise MediaError(list_file, f"list file is not UTF-8 text ({error.reason})") from error
     except OSError as error:
         raise MediaError(list_file, f"cannot read the list file ({error.strerror or error})") from error
-    entries: list[Path] = []
-    for line in text.splitlines():
+    entries: list[tuple[int, Path]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         entry = Path(line).expanduser()
-        entries.append(entry if entry.is_absolute() else list_file.parent / entry)
+        entries.append((number, entry if entry.is_absolute() else list_file.parent / entry))
     return entries

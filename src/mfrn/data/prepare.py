@@ -8,6 +8,7 @@ crop and record is written atomically, so a kill loses at most the items in prog
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import time
 import traceback
@@ -43,6 +44,24 @@ class PrepareConfig:
     crop_format: str = "png"  # "png" (lossless) or "jpg"
     crop_slack: float = 0.1  # extra margin around the union of SBI's crop windows
     max_pixels: int = 100_000_000  # larger images are refused before decoding
+
+    def __post_init__(self) -> None:
+        """Bad settings are refused here, before anything is written (a bad prepare.json blocks the rerun)."""
+        problems = []
+        if not isinstance(self.n_frames, int) or self.n_frames < 1:
+            problems.append(f"n_frames (--frames) must be a whole number >= 1, got {self.n_frames!r}")
+        if not 0.0 < self.min_face_area_ratio <= 1.0:
+            problems.append(f"min_face_area_ratio must be in (0, 1], got {self.min_face_area_ratio!r}")
+        if self.min_face_size < 0:
+            problems.append(f"min_face_size must be >= 0, got {self.min_face_size!r}")
+        if self.crop_format not in ("png", "jpg"):
+            problems.append(f"crop_format must be png or jpg, got {self.crop_format!r}")
+        if self.crop_slack < 0:
+            problems.append(f"crop_slack must be >= 0, got {self.crop_slack!r}")
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            problems.append(f"max_pixels (--max-pixels) must be a whole number >= 1, got {self.max_pixels!r}")
+        if problems:
+            raise ValueError("prepare: " + "; ".join(problems))
 
 
 @dataclass
@@ -104,13 +123,20 @@ class PrepareSummary:
     seconds: float = 0.0
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    input_problems: list[tuple[str, str]] = field(default_factory=list)  # inputs that gave no media item
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def nothing_succeeded(self) -> bool:
+        """Items were processed and every one failed (none prepared, now or by an earlier run)."""
+        return self.processed > 0 and self.ok + self.no_face + self.skipped_existing == 0
+
     def format(self) -> str:
-        lines = [
+        lines = [f"  input skipped: {path}: {reason}" for path, reason in self.input_problems]
+        lines += [
             f"prepare: {self.processed} processed ({self.ok} ok, {self.no_face} without a face, "
             f"{self.failed} failed), {self.skipped_existing} already done, {self.skipped_other_shard} in other shards; "
             f"{self.frames} frames, {self.faces} faces in {self.seconds:.1f} s ({self.frames_per_second:.2f} frames/s)"
@@ -151,26 +177,77 @@ def loose_crop_window(
     ]
 
 
+def detector_kwargs_from_options(detector: str, options: dict, weights_path: Path | str | None = None,
+                                 detect_size: int | None = None, device: str | None = None) -> dict:
+    """The detector's keyword options from the command line's: ``--detect-size`` is its working size
+    (``max_side``), ``--device`` is checked here and passed to backends that take one."""
+    import sys
+
+    from mfrn.faces.base import detector_options
+    from mfrn.weights import check_device
+
+    kwargs = dict(options)
+    if weights_path:
+        kwargs["weights_path"] = str(weights_path)
+    if detect_size is not None:
+        if "max_side" not in detector_options(detector):
+            raise ValueError(f"--detect-size: the {detector} detector has no working size "
+                             "(it scans the whole image; see its options with --detector-option)")
+        kwargs["max_side"] = int(detect_size)
+    if device:
+        check_device(device)
+        if "device" in detector_options(detector):
+            kwargs["device"] = device
+        elif device != "cpu":
+            print(f"note: --device {device} is ignored: the {detector} detector runs on the CPU", file=sys.stderr)
+    return kwargs
+
+
 def items_from_paths(paths: Sequence[str | Path]) -> list[WorkItem]:
-    """Media files from files, folders and list files; keys are unique and readable."""
-    from mfrn.data.media import iter_media
+    """Media files from files, folders and list files; keys are unique and readable. An input that gives
+    no media (missing, or "no media found in ...") raises :class:`~mfrn.data.media.MediaError`."""
+    from mfrn.data.media import MediaError
+
+    items, problems = media_items(paths)
+    if problems:
+        raise MediaError(*problems[0])
+    return items
+
+
+def media_items(paths: Sequence[str | Path]) -> tuple[list[WorkItem], list[tuple[str, str]]]:
+    """Work items of :func:`items_from_paths`, and ``(input, reason)`` for each input that gave none."""
+    from mfrn.data.media import list_media
 
     items: list[WorkItem] = []
+    problems: list[tuple[str, str]] = []
     seen: set[str] = set()
+    files_seen: set[str] = set()  # a file reached through two inputs is one item
     for given in paths:
         given = Path(given)
         base = given if given.is_dir() else None
-        for path in iter_media([given]):
+        listing = list_media([given])
+        problems.extend((str(path), reason) for path, reason in listing.problems)
+        for path in listing.files:
+            if _identity(path) in files_seen:
+                continue
+            files_seen.add(_identity(path))
             if base is not None:
                 rel = path.relative_to(base).with_suffix("")
                 key = f"media/{base.resolve().name}/{rel.as_posix()}"
             else:
                 key = f"media/{path.stem}"
             if key in seen:
-                key = f"{key}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}"
+                key = f"{key}-{hashlib.sha1(_identity(path).encode()).hexdigest()[:6]}"
             seen.add(key)
             items.append(WorkItem(key=key, path=str(path)))
-    return items
+    return items, problems
+
+
+def _identity(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop: the reader records it
+        return os.path.abspath(path)
 
 
 def items_from_reader(records: Iterable) -> list[WorkItem]:
@@ -345,10 +422,15 @@ def run_prepare(
     """Prepare ``items`` into ``out_dir``; returns the run's summary (also printed by the CLI)."""
     from tqdm import tqdm
 
+    from mfrn.io_utils import check_output_dir, ensure_output_dir
+
     config = config or PrepareConfig()
     check_backend_files(config)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(out_dir)
+    # the face models are built before anything is written: a bad backend name, option or weights file
+    # stops here, and the folder is not marked with settings that never ran
+    first_worker = FacePreparer(config, out_dir)
+    ensure_output_dir(out_dir)
     _check_settings(out_dir, config)
     manifest = Manifest(out_dir)
     summary = PrepareSummary(total=len(items))
@@ -382,10 +464,11 @@ def run_prepare(
     try:
         if workers <= 1:
             global _WORKER
-            _WORKER = FacePreparer(config, out_dir)
+            _WORKER = first_worker
             for item in todo:
                 account(_work(item))
         elif todo:
+            del first_worker  # each worker process builds its own
             for result in spawn_imap(_work, todo, workers, _init_worker, (config, str(out_dir))):
                 account(result)
     except KeyboardInterrupt:

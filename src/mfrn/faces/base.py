@@ -54,11 +54,34 @@ class Landmarker(ABC):
 
 
 def build_detector(name: str, **kwargs) -> FaceDetector:
-    return DETECTORS.build(name, **kwargs)
+    return _build(DETECTORS, name, kwargs)
 
 
 def build_landmarker(name: str, **kwargs) -> Landmarker:
-    return LANDMARKERS.build(name, **kwargs)
+    return _build(LANDMARKERS, name, kwargs)
+
+
+def detector_options(name: str) -> list[str]:
+    """The keyword options the detector backend ``name`` takes (its constructor's parameters)."""
+    return _options(DETECTORS.get(name))
+
+
+def _options(factory) -> list[str]:
+    import inspect
+
+    parameters = inspect.signature(factory).parameters.values()
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _build(registry: Registry, name: str, kwargs: dict):
+    """Build a backend; an option it does not take is a one-line ``ValueError`` that lists the ones it does."""
+    factory = registry.get(name)
+    accepted = _options(factory)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{registry.kind} {name!r} takes no option {', '.join(map(repr, unknown))} "
+                         f"(its options: {', '.join(accepted) or 'none'})")
+    return factory(**kwargs)
 
 
 def keep_large_faces(detections: list[FaceDetection], min_area_ratio: float = 0.5) -> list[FaceDetection]:
