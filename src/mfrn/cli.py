@@ -33,6 +33,12 @@ def _add_prepare(sub) -> None:
     p.add_argument("--landmarker", default=None, help="landmark backend: dlib (default) | dlib81")
     p.add_argument("--detector-weights", type=Path, help="weights file for the detector (retinaface: Resnet50_Final.pth)")
     p.add_argument("--landmarker-weights", type=Path, help="shape predictor file (dlib81: shape_predictor_81_face_landmarks.dat)")
+    p.add_argument("--detect-size", type=int, metavar="PX",
+                   help="working size: the detector first looks at a copy with this long side (dlib default 640, "
+                        "then larger scales when it finds no face; retinaface default: full size)")
+    p.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the detector backend, e.g. search_side=2560 (dlib) or min_face_size=40 (mtcnn)")
+    _add_max_pixels(p)
     p.add_argument("--device", help="device for GPU-capable detectors (cpu, cuda)")
     p.add_argument("-j", "--workers", type=int, default=1, help="worker processes (each loads the models once)")
     p.add_argument("--shard", help="i/n: process only shard i of n (split the work across machines)")
@@ -48,49 +54,62 @@ def _parse_options(items: list[str]) -> dict:
     options = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"error: option {item!r} is not KEY=VALUE")
+            raise ValueError(f"option {item!r} is not KEY=VALUE")
         key, value = item.split("=", 1)
         options[key] = yaml.safe_load(value)
     return options
 
 
+def _add_max_pixels(p) -> None:
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images of more than N pixels before decoding them (default 100000000)")
+
+
 def _run_prepare(args) -> int:
     from dataclasses import replace
 
-    from mfrn.data.prepare import PrepareSection, dataset_items, items_from_paths, parse_shard, parse_splits, run_prepare
+    from mfrn.data.prepare import (PrepareSection, dataset_items, detector_kwargs_from_options, media_items,
+                                   parse_shard, parse_splits, run_prepare)
 
     section = _load_config(args).prepare if (args.config or args.overrides) else PrepareSection()
     given = {"dataset": args.dataset, "real_only": args.real_only, "n_frames": args.frames, "detector": args.detector,
-             "landmarker": args.landmarker, "crop_format": args.crop_format}
+             "landmarker": args.landmarker, "crop_format": args.crop_format, "max_pixels": args.max_pixels}
+    # replace() checks the settings (PrepareConfig.__post_init__) before anything is read or written
     section = replace(section, **{key: value for key, value in given.items() if value is not None})
     section.splits = parse_splits(args.split if args.split is not None else section.splits)
     section.reader_options = {**section.reader_options, **_parse_options(args.reader_option)}
-    section.detector_kwargs, section.landmarker_kwargs = dict(section.detector_kwargs), dict(section.landmarker_kwargs)
-    if args.detector_weights:
-        section.detector_kwargs["weights_path"] = str(args.detector_weights)
-    if args.device:
-        section.detector_kwargs["device"] = args.device
+    section.detector_kwargs = detector_kwargs_from_options(
+        section.detector, {**section.detector_kwargs, **_parse_options(args.detector_option)},
+        args.detector_weights, args.detect_size, args.device)
+    section.landmarker_kwargs = dict(section.landmarker_kwargs)
     if args.landmarker_weights:
         section.landmarker_kwargs["model_path"] = str(args.landmarker_weights)
+    shard = parse_shard(args.shard) if args.shard else None
     if section.dataset and not args.inputs:
         if args.root is None:
-            raise SystemExit("error: --dataset needs --root")
+            raise ValueError("--dataset needs --root")
         from mfrn.data.readers import build_reader
 
         reader = build_reader(section.dataset, args.root, **section.reader_options)
         items, chosen = dataset_items(reader, section.splits, section.real_only)
         print(chosen)
+        problems = [] if items else [(str(args.root), f"no media found in {args.root}: {chosen}")]
     else:
         if not args.inputs:
-            raise SystemExit("error: give media paths, or --dataset NAME --root ROOT")
-        items = items_from_paths(args.inputs)
-    shard = parse_shard(args.shard) if args.shard else None
+            raise ValueError("give media paths, or --dataset NAME --root ROOT")
+        items, problems = media_items(args.inputs)
+    if not items:
+        for path, reason in problems:
+            print(f"error: {path}: {reason}" if not reason.startswith("no media found") else f"error: {reason}",
+                  file=sys.stderr)
+        return EXIT_NOTHING_SUCCEEDED
     summary = run_prepare(items, args.out, section.prepare_config(), workers=args.workers, shard=shard,
                           retry_failed=args.retry_failed, progress=not args.no_progress)
+    summary.input_problems = problems
     print(summary.format())
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return 0
+    return EXIT_NOTHING_SUCCEEDED if summary.nothing_succeeded else EXIT_OK
 
 
 def _add_datasets(sub) -> None:
@@ -155,42 +174,76 @@ def _reconstructor(config, device=None):
     return build_reconstructor_from_config(config.rbi, device=device)
 
 
-def _run_synth_preview(args) -> int:
+def _prepared_faces(prepared: Path) -> list:
+    """The prepared folder's faces, or one line that says what is missing and what to run."""
     from mfrn.data.manifest import Manifest
+
+    manifest = Manifest(prepared)
+    faces = manifest.faces()
+    if not faces:
+        raise ValueError(manifest.why_no_faces())
+    return faces
+
+
+def _training_reals(prepared: Path, stage: str, purpose: str, val_fraction: float = 0.2,
+                    frames_per_video: int = 0, faces_per_frame: str = "all") -> list:
+    """The real faces of the train and val splits (``select_faces``), or one line on what is missing."""
+    from mfrn.data.manifest import Manifest
+    from mfrn.synth.dataset import TRAINING_SPLITS, select_faces
+
+    manifest = Manifest(prepared)
+    selection = select_faces(manifest, TRAINING_SPLITS, val_fraction, frames_per_video, faces_per_frame)
+    if not selection.faces and not selection.n_left_out:
+        raise ValueError(manifest.why_no_faces())
+    print(selection.format(stage))
+    if not selection.faces:
+        raise ValueError(f"{prepared}: no real faces of the train or val split to {purpose}")
+    return selection.faces
+
+
+def _run_synth_preview(args) -> int:
+    from mfrn.io_utils import ensure_output_dir
     from mfrn.synth.preview import write_previews
+    from mfrn.synth.rbi import missing_generator
     from mfrn.synth.sbi import SelfBlender
 
     config = _load_config(args)
-    faces = Manifest(args.prepared).faces()
-    if not faces:
-        raise ValueError(f"{args.prepared}: no prepared faces")
+    if args.num < 1:
+        raise ValueError(f"-n/--num must be >= 1, got {args.num}")
+    faces = _prepared_faces(args.prepared)
+    ensure_output_dir(args.out)
     step = max(1, len(faces) // args.num)
     chosen = faces[::step][: args.num]
-    reconstructor = _reconstructor(config) if config.rbi.source != "off" else None
+    reconstructor = None
+    if config.rbi.source != "off":
+        if missing_generator(config.rbi):
+            print("SBI columns only: no generator for the RBI ones; add them with --set "
+                  "\"rbi.reconstructor_kwargs={checkpoint: gen.pt}\" (train gen.pt with `mfrn generator train "
+                  f"{args.prepared} -o gen.pt`)")
+        else:
+            reconstructor = _reconstructor(config)
     paths = write_previews(chosen, args.out, SelfBlender(config.sbi), reconstructor, config.rbi.noise)
     print(f"wrote {len(paths)} preview grids to {args.out}")
     return 0
 
 
 def _run_synth_cache(args) -> int:
-    from mfrn.data.manifest import Manifest
-    from mfrn.synth.dataset import TRAINING_SPLITS, select_faces
+    from mfrn.io_utils import ensure_output_dir
     from mfrn.synth.rbi import build_cache
+    from mfrn.weights import check_device
 
     config = _load_config(args)
+    device = str(check_device(args.device))
     # exactly the faces training will read: real faces of train + val, data.frames_per_video of each video,
     # data.faces_per_frame of each frame
-    selection = select_faces(Manifest(args.prepared), TRAINING_SPLITS, config.data.val_fraction,
-                             config.data.frames_per_video, config.data.faces_per_frame)
-    print(selection.format("synth cache"))
-    if not selection.faces:
-        raise ValueError(f"{args.prepared}: no real faces of the train or val split to reconstruct")
-    out = args.out or Path(config.rbi.cache_dir or args.prepared / "rbi_cache")
-    index = build_cache(selection.faces, _reconstructor(config, args.device), out, config.rbi.variants_per_face,
+    faces = _training_reals(args.prepared, "synth cache", "reconstruct", config.data.val_fraction,
+                            config.data.frames_per_video, config.data.faces_per_frame)
+    out = ensure_output_dir(args.out or Path(config.rbi.cache_dir or args.prepared / "rbi_cache"), "cache folder")
+    index = build_cache(faces, _reconstructor(config, device), out, config.rbi.variants_per_face,
                         config.rbi.noise, batch_size=args.batch_size, seed=config.train.seed)
     print(f"cache {out}: {len(index['entries'])} faces x {config.rbi.variants_per_face} reconstructions; "
           f"{len(index['failures'])} failed")
-    return 0
+    return EXIT_OK if index["entries"] else EXIT_NOTHING_SUCCEEDED
 
 
 def _add_generator(sub) -> None:
@@ -210,20 +263,20 @@ def _add_generator(sub) -> None:
 
 def _run_generator_train(args) -> int:
     from mfrn.config_schema import apply_overrides, from_dict
-    from mfrn.data.manifest import Manifest
-    from mfrn.synth.dataset import TRAINING_SPLITS, select_faces
+    from mfrn.io_utils import ensure_output_dir
     from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig
     from mfrn.synth.reconstructors.train_builtin import BuiltinTrainConfig, train_builtin_generator
+    from mfrn.weights import check_device
 
     cfg = from_dict(BuiltinGeneratorConfig, apply_overrides({}, args.overrides))
-    selection = select_faces(Manifest(args.prepared), TRAINING_SPLITS)  # never a test split or a fake video
-    print(selection.format("generator train"))
-    if not selection.faces:
-        raise ValueError(f"{args.prepared}: no real faces of the train or val split to train on")
-    faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in selection.faces)]
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(check_device(args.device))
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.out.is_dir():
+        raise ValueError(f"{args.out}: -o is a folder; give the checkpoint file to write, e.g. {args.out / 'gen.pt'}")
+    ensure_output_dir(args.out.parent, "folder of the checkpoint")
+    selected = _training_reals(args.prepared, "generator train", "train on")  # never a test split or a fake video
+    faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in selected)]
     budget = BuiltinTrainConfig(steps=args.steps, max_seconds=60.0 * args.max_minutes)
     report = train_builtin_generator(faces, cfg, args.out, device=device, train_cfg=budget)
     print(report.format() if hasattr(report, "format") else report)
@@ -234,7 +287,9 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train MFRN or the SBI baseline (torchrun for several GPUs)")
     _add_config_args(p)
     p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from a checkpoint (default: <out_dir>/last.pt)")
+                   help="resume from a checkpoint (default: <out_dir>/last.pt, which must exist)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a fresh run in an out_dir that holds an earlier run's checkpoints, replacing them")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_train)
 
@@ -245,7 +300,7 @@ def _run_train(args) -> int:
     config = _load_config(args)
     import os
 
-    result = train(config, resume=args.resume, progress=not args.no_progress)
+    result = train(config, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun, rank 0 reports
         return 0
     if result.selected_checkpoint and result.selection is not None:
@@ -349,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from mfrn.data.media import MediaError
 
-        if os.environ.get("MFRN_DEBUG") or not isinstance(exc, (FileNotFoundError, ValueError, MediaError)):
+        one_line = (FileNotFoundError, PermissionError, ValueError, MediaError)
+        if os.environ.get("MFRN_DEBUG") or not isinstance(exc, one_line):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

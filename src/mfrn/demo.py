@@ -148,7 +148,7 @@ def run_demo(out: Path, minutes: float = 5.0, quick: bool = False) -> int:
     print(f"cache: {len(index['entries'])} faces; previews: {out / 'previews'}")
 
     _step(5, total, f"training a tiny MFRN ({config.model.backbone} at {config.sbi.crop.size} px, from scratch)")
-    result = train(config, resume=None, progress=True)
+    result = train(config, resume=None, progress=True, overwrite=True)  # a rerun of the demo trains again
     history = result.history
 
     _step(6, total, "test: real faces of held-out media (not used for training or checkpoint choice) vs their synthetic fakes")

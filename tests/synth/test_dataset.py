@@ -175,3 +175,31 @@ def test_validation_dataset_makes_pairs_without_augmentation(prepared_faces):
         pair = blender(image, landmarks, box, np.random.default_rng((5, 0, index)), augment=False)
         expected = torch.from_numpy(np.stack([pair.real, pair.fake]).astype(np.float32) / 255.0).permute(0, 3, 1, 2)
         assert torch.equal(dataset[index]["image"], expected)
+
+
+def _record(key: str, split: str | None, label: int = 0, n_faces: int = 1):
+    from mfrn.data.manifest import STATUS_OK, FaceRecord, FrameRecord, MediaRecord
+
+    face = FaceRecord(crop_path=f"crops/{key}.png", crop_box=[0, 0, 10, 10], box=[1, 1, 9, 9], score=1.0,
+                      keypoints=[[0, 0]] * 5, landmarks=[[0, 0]] * 81)
+    return MediaRecord(key=key, source=f"{key}.mp4", status=STATUS_OK, label=label, split=split,
+                       frames=[FrameRecord(index=i, width=10, height=10, faces=[face]) for i in range(n_faces)])
+
+
+@pytest.mark.parametrize("records, expected", [
+    ([("ffpp/a", "train", 0), ("ffpp/b", "train", 0)], "no real faces in the 'val' split: the manifest's items are in split(s) train"),
+    ([("ffpp/a", "val", 0)], "no real faces in the 'train' split"),
+    ([("ffpp/fake", "train", 1)], "come from fake videos (label 1), and training uses real faces only"),
+    ([("media/one", None, 0)], "each item goes to train or val whole (data.val_fraction=0.2)"),
+])
+def test_empty_split_messages_say_what_is_missing(tmp_path, records, expected):
+    from mfrn.synth.dataset import check_training_faces
+
+    manifest = Manifest(tmp_path)
+    for key, split, label in records:
+        manifest.write(_record(key, split, label, n_faces=3))
+    train = split_faces(manifest, "train", 0.2, 0)
+    val = split_faces(manifest, "val", 0.2, 0)
+    with pytest.raises(ValueError) as caught:
+        check_training_faces(manifest, train, val, 0.2)
+    assert expected in str(caught.value) and "no validation faces" not in str(caught.value)

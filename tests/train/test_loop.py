@@ -71,6 +71,22 @@ def test_resume_continues_bit_for_bit(prepared_faces, tmp_path):
     assert resumed.weights_digest == full.weights_digest
 
 
+def test_resume_without_last_checkpoint_is_an_error_and_overwrite_replaces_the_earlier_run(prepared_faces, tmp_path):
+    """`--resume` with nothing to resume once trained from scratch and replaced best.pt after epoch 1."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"the 25-epoch model")
+    config = load_config(None, tiny(prepared_faces, out, "train.epochs=1", "train.max_steps=1"))
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(config, resume="auto", progress=False)
+    with pytest.raises(ValueError, match="already holds the checkpoints"):
+        train(config, progress=False)
+    assert (out / "best.pt").read_bytes() == b"the 25-epoch model"
+    result = train(config, progress=False, overwrite=True)
+    assert result.global_step == 1 and not (out / "best.pt").exists()  # stopped before validation: no stale best.pt
+    assert load_checkpoint(result.last_checkpoint)["global_step"] == 1
+
+
 def test_truncated_or_foreign_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "truncated.pt"
     good = tmp_path / "weights.pt"

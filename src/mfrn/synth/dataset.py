@@ -171,6 +171,32 @@ def split_faces(
     return select_faces(manifest, (split,), val_fraction, frames_per_video, faces_per_frame).faces
 
 
+def check_training_faces(manifest: Manifest, train_faces: Sequence[FaceSample], val_faces: Sequence[FaceSample],
+                         val_fraction: float) -> None:
+    """A ``ValueError`` that says what is missing and what to run when either split has no face."""
+    if train_faces and val_faces:
+        return
+    faces = manifest.faces()
+    if not faces:
+        raise ValueError(manifest.why_no_faces())
+    real = [face for face in faces if face.record.label != 1]
+    if not real:
+        raise ValueError(f"{manifest.root}: all {len(faces)} prepared faces come from fake videos (label 1), and "
+                         "training uses real faces only (its fakes are synthetic): prepare real videos too")
+    empty = "train" if not train_faces else "val"
+    videos = {face.record.key for face in real}
+    if any(face.record.split is not None for face in real):
+        splits = sorted({str(face.record.split) for face in real})
+        raise ValueError(f"{manifest.root}: no real faces in the {empty!r} split: the manifest's items are in "
+                         f"split(s) {', '.join(splits)} ({len(real)} faces of {len(videos)} media); prepare the "
+                         f"dataset's {empty} split too (`mfrn prepare --dataset ... --split {empty}`)")
+    fix = ("raise data.val_fraction or prepare more videos" if empty == "val"
+           else "lower data.val_fraction or prepare more videos")
+    raise ValueError(f"{manifest.root}: no real faces for {empty}: all {len(real)} real faces come from "
+                     f"{len(videos)} media item(s), and each item goes to train or val whole "
+                     f"(data.val_fraction={val_fraction}); {fix}")
+
+
 class PairDataset(Dataset):
     """(real, fake) pairs with labels, region maps and boundary maps; see ``collate_pairs``."""
 

@@ -14,6 +14,7 @@ import numpy as np
 from mfrn.io_utils import atomic_write_image
 
 COLUMNS = ("real", "SBI", "RBI", "reconstruction", "region map (RBI)", "boundary map (RBI)")
+SBI_COLUMNS = ("real", "SBI", "region map (SBI)", "boundary map (SBI)")  # when no generator is at hand
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -29,7 +30,7 @@ def _map_tile(values: np.ndarray) -> np.ndarray:
 
 
 def preview_grid(sample, blender, reconstructor=None, noise=None, seed: int = 0, tile: int = 256) -> np.ndarray:
-    """The six-column grid of one ``FaceSample`` (RBI columns are grey when no generator is given)."""
+    """The six-column grid of one ``FaceSample``; without a generator, the SBI pair and its maps (four columns)."""
     image, box, keypoints, landmarks = sample.load()
     sbi = blender(image, landmarks, box, np.random.default_rng((seed, 0)))
     tiles = [sbi.real, sbi.fake]
@@ -39,9 +40,9 @@ def preview_grid(sample, blender, reconstructor=None, noise=None, seed: int = 0,
         # the reconstruction, seen through the RBI pair's own flip and crop
         tiles += [rbi.fake, rbi.view(recon.image), _map_tile(rbi.region_map), _map_tile(rbi.boundary_map)]
     else:
-        grey = np.full_like(sbi.real, 96)
-        tiles += [grey, grey, _map_tile(sbi.region_map), _map_tile(sbi.boundary_map)]
-    labelled = [_label(cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA), name) for t, name in zip(tiles, COLUMNS)]
+        tiles += [_map_tile(sbi.region_map), _map_tile(sbi.boundary_map)]
+    names = COLUMNS if reconstructor is not None else SBI_COLUMNS
+    labelled = [_label(cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA), name) for t, name in zip(tiles, names)]
     return np.hstack(labelled)
 
 

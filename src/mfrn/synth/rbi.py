@@ -62,15 +62,21 @@ class ReconstructionCache:
         return read_image_rgb(self.cache_dir / variants[int(rng.integers(len(variants)))])
 
 
+def missing_generator(config: RBIConfig) -> str | None:
+    """Why ``config`` names no usable generator (the built-in one without a checkpoint), or None."""
+    if config.reconstructor == "builtin" and not config.reconstructor_kwargs.get("checkpoint"):
+        return ("rbi.reconstructor is 'builtin' but rbi.reconstructor_kwargs has no checkpoint: train one with "
+                "`mfrn generator train PREPARED -o gen.pt` and set rbi.reconstructor_kwargs={checkpoint: gen.pt}")
+    return None
+
+
 def build_reconstructor_from_config(config: RBIConfig, device: str | None = None):
     from mfrn.synth.reconstructors import build_reconstructor
 
     kwargs = dict(config.reconstructor_kwargs)
-    if config.reconstructor == "builtin" and not kwargs.get("checkpoint"):
-        raise ValueError(
-            "rbi.reconstructor is 'builtin' but rbi.reconstructor_kwargs has no checkpoint: train one with "
-            "`mfrn generator train PREPARED -o gen.pt` and set rbi.reconstructor_kwargs={checkpoint: gen.pt}"
-        )
+    missing = missing_generator(config)
+    if missing:
+        raise ValueError(missing)
     if device is None:
         import torch
 

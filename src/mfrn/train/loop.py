@@ -20,10 +20,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from mfrn.config import Config, config_to_dict
 from mfrn.data.manifest import Manifest
-from mfrn.synth.dataset import PairDataset, collate_pairs, split_faces
-from mfrn.train.checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from mfrn.io_utils import check_output_dir, ensure_output_dir
+from mfrn.synth.dataset import PairDataset, check_training_faces, collate_pairs, split_faces
+from mfrn.train.checkpoint import (clear_run, load_checkpoint, load_model_state, resolve_resume, rng_state,
+                                   save_checkpoint, set_rng_state)
 from mfrn.train.distributed import DistInfo, barrier, cleanup, init_distributed, resolve_device
 from mfrn.train.selection import BEST_FILE, SELECTED_FILE, Selection, rule_text, select_checkpoint
+from mfrn.weights import check_device
 
 log = logging.getLogger(__name__)
 
@@ -143,22 +146,26 @@ def validate(model, loader, criterion, device, config: Config) -> dict:
     return {"val_auc": auc, "val_loss": float(np.mean(losses)), "val_images": int(len(labels_all))}
 
 
-def train(config: Config, resume: Path | str | None = None, progress: bool = True) -> TrainResult:
-    """Train ``config``; ``resume`` is a checkpoint path, or "auto" for ``<out_dir>/last.pt`` if it exists."""
+def train(config: Config, resume: Path | str | None = None, progress: bool = True, overwrite: bool = False) -> TrainResult:
+    """Train ``config``; ``resume`` is a checkpoint path, or "auto" for ``<out_dir>/last.pt`` (which must exist).
+
+    A fresh run into an ``out_dir`` that holds checkpoints is refused unless ``overwrite`` (see ``resolve_resume``).
+    """
     from tqdm import tqdm
 
     from mfrn.models import build_model
     from mfrn.train.losses import DetectionLoss
     from mfrn.train.schedules import build_scheduler
 
+    check_device(None if config.train.device == "auto" else config.train.device)
+    out_dir = Path(config.train.out_dir)
+    check_output_dir(out_dir, "train.out_dir folder")
+    resume = resolve_resume(out_dir, resume, overwrite)  # before anything is set up or overwritten
     dist_info: DistInfo = init_distributed(None if config.train.device == "auto" else config.train.device)
     device = resolve_device(config.train.device, dist_info)
     per_process = per_process_batch(config.data.batch_size, dist_info.world_size)
-    out_dir = Path(config.train.out_dir)
     t = config.train
     selection_text = rule_text(t.checkpoint_rule, t.checkpoint_top_k)
-    if resume == "auto":
-        resume = out_dir / "last.pt" if (out_dir / "last.pt").is_file() else None
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
     np.random.seed(config.train.seed)
 
@@ -170,8 +177,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                               config.data.faces_per_frame)
     val_faces = split_faces(manifest, "val", config.data.val_fraction, config.data.frames_per_video,
                             config.data.faces_per_frame)
-    if not val_faces:
-        raise ValueError(f"{prepared}: no validation faces (val split empty); raise data.val_fraction or add videos")
+    check_training_faces(manifest, train_faces, val_faces, config.data.val_fraction)
     device_name = device.type
     train_set = PairDataset.from_config(train_faces, config.sbi, config.rbi, prepared, config.train.seed, device=device_name)
     val_set = PairDataset.from_config(val_faces, config.sbi, config.rbi, prepared, config.train.seed + 1_000_003,
@@ -224,7 +230,10 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
 
     writer = None
     if dist_info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_output_dir(out_dir, "train.out_dir folder")
+        if overwrite:
+            for path in clear_run(out_dir):
+                print(f"--overwrite: removed {path} of the earlier run")
         print(f"train: {len(train_set)} faces ({len(train_faces)} train / {len(val_faces)} val), "
               f"{steps_per_epoch} steps/epoch x {config.train.epochs} epochs, batch {config.data.batch_size}+"
               f"{config.data.batch_size} ({per_process}+{per_process} on each of {dist_info.world_size} process(es)), "
