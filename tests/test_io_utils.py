@@ -15,23 +15,18 @@ def test_output_dir_is_created_with_parents(tmp_path):
     assert ensure_output_dir(target) == target  # an existing folder is fine
 
 
-def test_output_dir_refuses_an_existing_file(tmp_path):
+@pytest.mark.parametrize("check", [ensure_output_dir, check_output_dir])
+def test_output_dir_refuses_an_existing_file(tmp_path, check):
     existing = tmp_path / "results.json"
     existing.write_text("{}")
     with pytest.raises(OutputPathError, match="exists and is not a folder"):
-        ensure_output_dir(existing)
+        check(existing)
     with pytest.raises(OutputPathError, match="part of the path is a file"):
-        ensure_output_dir(existing / "sub")
+        check(existing / "sub" / "deeper")
     assert existing.read_text() == "{}"  # nothing was touched
 
 
-def test_check_output_dir_refuses_the_same_paths_without_creating_anything(tmp_path):
-    existing = tmp_path / "results.json"
-    existing.write_text("{}")
-    with pytest.raises(OutputPathError, match="exists and is not a folder"):
-        check_output_dir(existing)
-    with pytest.raises(OutputPathError, match="part of the path is a file"):
-        check_output_dir(existing / "a" / "b")
+def test_check_output_dir_creates_nothing(tmp_path):
     assert check_output_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
     assert not (tmp_path / "new").exists()
 
