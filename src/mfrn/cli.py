@@ -34,8 +34,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--detector-weights", type=Path, help="weights file for the detector (retinaface: Resnet50_Final.pth)")
     p.add_argument("--landmarker-weights", type=Path, help="shape predictor file (dlib81: shape_predictor_81_face_landmarks.dat)")
     p.add_argument("--detect-size", type=int, metavar="PX",
-                   help="working size: the detector first looks at a copy with this long side (dlib default 640, "
-                        "then larger scales when it finds no face; retinaface default: full size)")
+                   help="the detector's working size: the long side of the copy it looks at (dlib: 640, then "
+                        "larger scales when it finds no face; retinaface: 2048, as SBI)")
     p.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for the detector backend, e.g. search_side=2560 (dlib) or min_face_size=40 (mtcnn)")
     _add_max_pixels(p)

@@ -216,3 +216,13 @@ def test_nothing_succeeded_when_every_item_failed(tmp_path, media_maker):
     again = run_prepare(items_from_paths([media_maker.zero_byte()]), tmp_path / "out", PrepareConfig(n_frames=2),
                         progress=False)
     assert again.skipped_existing == 1 and not again.nothing_succeeded  # done before is not a failure now
+
+
+def test_detect_size_sets_each_backends_working_size():
+    from mfrn.data.prepare import detector_kwargs_from_options
+
+    assert detector_kwargs_from_options("dlib", {}, detect_size=1280) == {"max_side": 1280}
+    assert detector_kwargs_from_options("retinaface", {"top_k": 10}, detect_size=1024) == {"top_k": 10, "long_side": 1024}
+    with pytest.raises(ValueError, match="the mtcnn detector has no working size"):
+        detector_kwargs_from_options("mtcnn", {}, detect_size=320)
+    assert detector_kwargs_from_options("dlib", {}, device="cpu") == {}  # dlib runs on the CPU; cpu is no news

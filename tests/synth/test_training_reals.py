@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mfrn.cli import EXIT_USAGE, main
+from mfrn.cli import EXIT_NOTHING_SUCCEEDED, EXIT_USAGE, main
 from mfrn.data.manifest import STATUS_OK, FaceRecord, FaceSample, FrameRecord, Manifest, MediaRecord
 from mfrn.data.readers import build_reader
 from mfrn.synth.dataset import TRAINING_SPLITS, select_faces
@@ -33,9 +33,10 @@ def _records_in(out: Path) -> set[str]:
 
 def test_prepare_real_videos_of_chosen_splits_only(ffpp_tree, tmp_path, capsys):
     out = tmp_path / "prepared"
+    # the tree's videos are placeholders: each is recorded as failed, which shows what was attempted (and as
+    # nothing succeeded, the exit code says so)
     assert main(["prepare", "--dataset", "ffpp", "--root", str(ffpp_tree), "--split", "train,val", "--real-only",
-                 "-o", str(out), "--no-progress"]) == 0
-    # the tree's videos are placeholders: each is recorded as failed, which shows what was attempted
+                 "-o", str(out), "--no-progress"]) == EXIT_NOTHING_SUCCEEDED
     assert _records_in(out) == TRAINING_REALS
     printed = capsys.readouterr().out
     assert "ffpp: 4 videos to prepare (splits train, val; real only: 20 fake videos left out)" in printed
@@ -58,7 +59,7 @@ def test_paper_config_names_sbis_preparation(ffpp_tree, tmp_path, capsys):
     assert "retinaface' needs its weights file: give --detector-weights PATH (Resnet50_Final.pth)" in capsys.readouterr().err
     assert not out.exists()  # refused before anything was written
     assert main(["prepare", "-c", config, "--root", str(ffpp_tree), "-o", str(out), "--detector", "dlib",
-                 "--landmarker", "dlib", "--no-progress"]) == 0
+                 "--landmarker", "dlib", "--no-progress"]) == EXIT_NOTHING_SUCCEEDED  # placeholder videos
     assert _records_in(out) == TRAINING_REALS
 
 

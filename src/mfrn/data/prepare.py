@@ -179,21 +179,22 @@ def loose_crop_window(
 
 def detector_kwargs_from_options(detector: str, options: dict, weights_path: Path | str | None = None,
                                  detect_size: int | None = None, device: str | None = None) -> dict:
-    """The detector's keyword options from the command line's: ``--detect-size`` is its working size
-    (``max_side``), ``--device`` is checked here and passed to backends that take one."""
+    """The detector's keyword options from the command line's: ``--detect-size`` is its working size (the
+    option its class names, dlib's ``max_side``), ``--device`` is checked here and passed to backends that take one."""
     import sys
 
-    from mfrn.faces.base import detector_options
+    from mfrn.faces.base import DETECTORS, detector_options
     from mfrn.weights import check_device
 
     kwargs = dict(options)
     if weights_path:
         kwargs["weights_path"] = str(weights_path)
     if detect_size is not None:
-        if "max_side" not in detector_options(detector):
+        option = getattr(DETECTORS.get(detector), "working_size_option", None)
+        if option is None:
             raise ValueError(f"--detect-size: the {detector} detector has no working size "
                              "(it scans the whole image; see its options with --detector-option)")
-        kwargs["max_side"] = int(detect_size)
+        kwargs[option] = int(detect_size)
     if device:
         check_device(device)
         if "device" in detector_options(detector):

@@ -32,6 +32,8 @@ class FaceDetector(ABC):
     """Finds faces: boxes, scores and (where the backend has them) five keypoints."""
 
     name: str = "detector"
+    # the constructor option that sets the long side of the copy the detector looks at (None: no such size)
+    working_size_option: str | None = None
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[FaceDetection]:

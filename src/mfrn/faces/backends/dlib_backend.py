@@ -71,6 +71,7 @@ class DlibHogDetector(FaceDetector):
     """dlib's HOG + linear SVM frontal face detector (CPU, no weights to fetch)."""
 
     name = "dlib"
+    working_size_option = "max_side"
 
     # dlib's HOG window is 80 x 80 px: at upsample 0 it finds faces of about that width and larger
     WINDOW = 80

@@ -207,6 +207,7 @@ class RetinaFaceDetector(FaceDetector):
     """ResNet-50 RetinaFace loaded from ``Resnet50_Final.pth``; batched, runs on ``device``."""
 
     name = "retinaface"
+    working_size_option = "long_side"
 
     def __init__(
         self,
