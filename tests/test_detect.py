@@ -231,3 +231,20 @@ def test_the_api_and_detect_write_the_same_schema(sample_media, tiny_checkpoint,
     assert set(api) == set(record) and api["score"] == pytest.approx(record["score"])
     assert api["frames"][0]["faces"][0]["box"] == record["frames"][0]["faces"][0]["box"]
     assert np.isfinite(api["score"])
+
+
+def test_a_symlink_loop_among_the_inputs_is_a_failed_item(sample_media, tiny_checkpoint, tmp_path, capsys):
+    """Issue 10 item 6: a symbolic link loop in an input folder raised a traceback before any file was read."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(sample_media.single_face_images[0], folder / "a_face.jpg")
+    (folder / "b_loop.jpg").symlink_to("b_loop.jpg")
+    out = tmp_path / "out"
+    assert main(["detect", str(folder), "-m", str(tiny_checkpoint), "-o", str(out), "--device", "cpu",
+                 "--no-progress", "--no-overlay"]) == 0
+    results = _json(out)
+    assert [Path(r["path"]).name for r in results["results"] if r["status"] == "ok"] == ["a_face.jpg"]
+    loop = next(r for r in results["skipped"] if Path(r["path"]).name == "b_loop.jpg")
+    assert loop["status"] == "failed" and "symbolic link loop" in loop["error"]

@@ -50,29 +50,17 @@ class DetectSummary:
 
 
 def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Media files of the inputs, and (input, reason) for each input that gives none."""
-    from mfrn.data.media import MediaError, iter_media
+    """Media files of the inputs, and (input, reason) for each input that gives none ("no media found in ...")."""
+    from mfrn.data.media import list_media
 
-    paths: list[Path] = []
-    seen: set[Path] = set()
-    problems: list[tuple[str, str]] = []
-    for given in inputs:  # a missing input is recorded, the others are still examined
-        try:
-            found = list(iter_media([given]))
-        except MediaError as error:
-            problems.append((str(given), error.reason))
-            continue
-        if not found:
-            problems.append((str(given), f"no media found in {given}"))
-        for path in found:
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
-                paths.append(path)
-    return paths, problems
+    listing = list_media(inputs)  # a missing input is recorded, the others are still examined
+    return listing.files, [(str(path), reason) for path, reason in listing.problems]
 
 
 def _key(path: Path | str) -> str:
-    return str(Path(path).resolve())
+    from mfrn.data.media import path_identity
+
+    return path_identity(path)
 
 
 def run_detect(inputs: Sequence[Path], checkpoint: Path, out_dir: Path, device: str | None = None,

@@ -289,11 +289,16 @@ def _expand(path: Path, recursive: bool, lists_open: tuple[Path, ...], on_error)
         on_error(MediaError(path, "no such file or folder"))
 
 
-def _once(path: Path, seen: set[str]) -> Iterator[Path]:
+def path_identity(path: Path | str) -> str:
+    """The resolved absolute path, or the plain absolute one where a symbolic link loop stops resolving."""
     try:
-        key = str(path.resolve())
+        return str(Path(path).resolve())
     except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
-        key = os.path.abspath(path)
+        return os.path.abspath(path)
+
+
+def _once(path: Path, seen: set[str]) -> Iterator[Path]:
+    key = path_identity(path)
     if key not in seen:
         seen.add(key)
         yield path

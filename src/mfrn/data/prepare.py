@@ -8,7 +8,6 @@ crop and record is written atomically, so a kill loses at most the items in prog
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import time
 import traceback
@@ -217,7 +216,7 @@ def items_from_paths(paths: Sequence[str | Path]) -> list[WorkItem]:
 
 def media_items(paths: Sequence[str | Path]) -> tuple[list[WorkItem], list[tuple[str, str]]]:
     """Work items of :func:`items_from_paths`, and ``(input, reason)`` for each input that gave none."""
-    from mfrn.data.media import list_media
+    from mfrn.data.media import list_media, path_identity
 
     items: list[WorkItem] = []
     problems: list[tuple[str, str]] = []
@@ -229,26 +228,19 @@ def media_items(paths: Sequence[str | Path]) -> tuple[list[WorkItem], list[tuple
         listing = list_media([given])
         problems.extend((str(path), reason) for path, reason in listing.problems)
         for path in listing.files:
-            if _identity(path) in files_seen:
+            if path_identity(path) in files_seen:
                 continue
-            files_seen.add(_identity(path))
+            files_seen.add(path_identity(path))
             if base is not None:
                 rel = path.relative_to(base).with_suffix("")
                 key = f"media/{base.resolve().name}/{rel.as_posix()}"
             else:
                 key = f"media/{path.stem}"
             if key in seen:
-                key = f"{key}-{hashlib.sha1(_identity(path).encode()).hexdigest()[:6]}"
+                key = f"{key}-{hashlib.sha1(path_identity(path).encode()).hexdigest()[:6]}"
             seen.add(key)
             items.append(WorkItem(key=key, path=str(path)))
     return items, problems
-
-
-def _identity(path: Path) -> str:
-    try:
-        return str(path.resolve())
-    except (OSError, RuntimeError):  # a symbolic link loop: the reader records it
-        return os.path.abspath(path)
 
 
 def items_from_reader(records: Iterable) -> list[WorkItem]:

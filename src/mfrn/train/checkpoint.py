@@ -1,4 +1,4 @@
-"""Training state in checkpoints: the RNG states a resumed run restores.
+"""Training state in checkpoints: the RNG states a resumed run restores, and which checkpoint a run starts from.
 
 The format itself (marker, atomic save, safe load, calibration entry) lives in ``mfrn.checkpoint``,
 the low layer that inference reads through too; train saves through it.
