@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.serve.conftest import ARTIFACTS
+from tests.serve.helpers import live_server
 
 pytestmark = pytest.mark.slow
 
@@ -28,32 +25,6 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def live_server(app):
-    """uvicorn serving ``app`` on a free loopback port, in a thread."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +104,29 @@ def test_page_uploads_a_photo_and_shows_the_verdict(browser, sample_media, core_
     assert screenshot.stat().st_size > 10_000
     assert problems == [], problems  # no script error, no blocked (Content-Security-Policy) request
     assert foreign == [], foreign  # the page loads nothing from anywhere else
+
+
+def test_page_plays_a_video_overlay_and_draws_its_timeline(browser, sample_media, core_analyzer, tmp_path):
+    from mfrn.serve.app import create_app
+    from mfrn.serve.config import ServeConfig
+    from mfrn.serve.service import DetectionService
+
+    video = sample_media.single_face_video
+    app = create_app(DetectionService(ServeConfig(data_dir=tmp_path / "data"), core_analyzer), grace_s=2.0)
+    with live_server(app) as base:
+        page = browser.new_page()
+        problems = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(base + "/")
+        page.set_input_files("#file-input", str(video))
+        page.wait_for_selector("#result[data-status='done']", timeout=120_000)
+        job = page.request.get(f"{base}/api/v1/jobs/{page.get_attribute('#result', 'data-job-id')}").json()
+        with_face = sum(frame["score"] is not None for frame in job["result"]["frames"])
+        assert with_face == 2 and page.get_attribute("#timeline", "data-points") == str(with_face)
+        # the MP4 overlay decodes in Chromium (H.264) and shows the video's size
+        page.wait_for_function("() => { const v = document.getElementById('overlay-media');"
+                               " return v && v.tagName === 'VIDEO' && v.readyState >= 2; }", timeout=30_000)
+        assert page.evaluate("() => document.getElementById('overlay-media').videoWidth") == job["media"]["width"]
+        assert "2.4 s" in page.inner_text("#result-meta") and "72 frames" in page.inner_text("#result-meta")
+        page.close()
+    assert problems == [], problems

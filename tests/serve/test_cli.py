@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.serve.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +46,11 @@ def test_serve_refuses_bad_settings_in_one_line(tiny_checkpoint, tmp_path, capsy
     assert "max_queued" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
     """``mfrn serve`` in a child process on a free loopback port."""
 
     def __init__(self, checkpoint: Path, data: Path, log: Path, *extra: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "MFRN_SERVE_TOKEN": TOKEN}
         self.log = open(log, "ab")

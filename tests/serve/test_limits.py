@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.helpers import serve_app, upload, wait_for
+from tests.serve.helpers import live_server, serve_app, upload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +89,30 @@ def test_size_limit_is_enforced_while_streaming(tmp_path):
     with pytest.raises(UploadRefused) as announced:  # a Content-Length over the limit: refused before reading
         asyncio.run(receive_upload(body(), f"multipart/form-data; boundary={boundary}", str(64 << 20), tmp_path, 1_000_000))
     assert announced.value.status == 413
+
+
+def test_an_oversized_upload_gets_its_413_over_real_http(core_analyzer, tmp_path):
+    """Through uvicorn, with the body still coming: announced (Content-Length) and chunked (no length)."""
+    import httpx
+
+    from mfrn.serve.app import create_app
+    from mfrn.serve.config import ServeConfig
+    from mfrn.serve.service import DetectionService
+
+    config = ServeConfig(data_dir=tmp_path / "data", limits=_limits(max_upload_bytes=1_000_000))
+    with live_server(create_app(DetectionService(config, core_analyzer), grace_s=2.0)) as base:
+        announced = httpx.post(base + "/api/v1/jobs", files={"file": ("big.mp4", b"\0" * 20_000_000)}, timeout=60)
+        assert announced.status_code == 413 and "Content-Length" in announced.json()["detail"]
+
+        def chunks():
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.mp4"\r\n\r\n'
+            for _ in range(100):
+                yield b"\0" * 65536
+
+        chunked = httpx.post(base + "/api/v1/jobs", content=chunks(), timeout=60,
+                             headers={"content-type": "multipart/form-data; boundary=b"})
+        assert chunked.status_code == 413 and chunked.json()["limit"] == "max_upload_bytes"
+    assert list((tmp_path / "data" / "tmp").iterdir()) == []
 
 
 def test_pixel_duration_and_frame_limits_are_413(sample_media, media_maker, core_analyzer, tmp_path):

@@ -319,9 +319,13 @@ function drawTimeline(result) {
     g.beginPath(); g.moveTo(left, Y(p)); g.lineTo(left + w, Y(p)); g.stroke();
     g.fillText(p.toFixed(2), 4, Y(p) + 4);
   }
-  g.fillText(useTime ? "time (s)" : "frame", left + w - 40, height - 6);
-  g.fillText(String(useTime ? x0.toFixed(1) : x0), left, height - 6);
-  g.fillText(String(useTime ? x1.toFixed(1) : x1), left + w - 80, height - 6);
+  if (frames.length === 1) {
+    g.fillText(result.kind === "image" ? "the image (one frame)" : "frame " + xs[0], X(xs[0]) - 50, height - 6);
+  } else {
+    g.fillText(useTime ? "time (s)" : "frame", left + w - 40, height - 6);
+    g.fillText(String(useTime ? x0.toFixed(1) : x0), left, height - 6);
+    g.fillText(String(useTime ? x1.toFixed(1) : x1), left + w - 80, height - 6);
+  }
   // the verdict threshold
   g.strokeStyle = "#c62828"; g.setLineDash([5, 4]);
   g.beginPath(); g.moveTo(left, Y(result.threshold)); g.lineTo(left + w, Y(result.threshold)); g.stroke();
