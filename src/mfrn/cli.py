@@ -388,7 +388,59 @@ def _run_demo(args) -> int:
     return run_demo(args.out, minutes=args.minutes, quick=args.quick)
 
 
-_EXTRA_COMMANDS: list = [_add_synth, _add_generator, _add_train, _add_eval, _add_detect, _add_demo]
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="a web page and an HTTP API for detection (jobs kept in --data across restarts)")
+    p.add_argument("-m", "--checkpoint", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; any other needs --token)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data", type=Path, default=Path("mfrn-serve"),
+                   help="folder for jobs.sqlite3, uploads, overlays (default ./mfrn-serve)")
+    p.add_argument("--workers", type=int, default=1, help="jobs analysed at once (threads sharing one model)")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on the API (or set MFRN_SERVE_TOKEN, which ps does not show)")
+    p.add_argument("--allow-no-token", action="store_true", help="serve a non-loopback --host without a token anyway")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU where there is one)")
+    p.add_argument("--frames", type=int, default=None, help="frames per video (default: the checkpoint's protocol)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload (413 beyond it; default 200)")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image or video frame (default 40 MP)")
+    p.add_argument("--max-duration", type=float, default=600.0, help="longest video in seconds (default 600)")
+    p.add_argument("--max-frames", type=int, default=36_000, help="most frames in a video (default 36000)")
+    p.add_argument("--max-queued", type=int, default=32, help="jobs waiting before uploads get 429 (default 32)")
+    p.add_argument("--retention-days", type=float, default=7.0,
+                   help="delete finished jobs and their files after this many days (0 keeps them; default 7)")
+    p.add_argument("--max-attempts", type=int, default=2,
+                   help="runs a job gets when the server is killed during it; then it is failed (default 2)")
+    p.add_argument("--keep-uploads", action="store_true", help="keep uploaded files after their job is done")
+    p.add_argument("--ssl-certfile", type=Path, help="serve HTTPS with this certificate (with --ssl-keyfile)")
+    p.add_argument("--ssl-keyfile", type=Path)
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    import os
+
+    try:
+        from mfrn.serve.run import TOKEN_ENV, ServeOptions, serve
+        from mfrn.serve.config import MIB, ServeLimits
+
+        import fastapi  # noqa: F401  (the [serve] extra)
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise ValueError(f"mfrn serve needs the serve extra ({error.name} is missing): pip install 'mfrn[serve]'") from None
+    limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * MIB), max_pixels=args.max_pixels,
+                         max_duration_s=args.max_duration, max_frames=args.max_frames, max_queued=args.max_queued)
+    options = ServeOptions(
+        checkpoint=args.checkpoint, host=args.host, port=args.port, data_dir=args.data, workers=args.workers,
+        token=args.token or os.environ.get(TOKEN_ENV) or None, device=args.device, n_frames=args.frames, limits=limits,
+        retention_days=args.retention_days, max_attempts=args.max_attempts, keep_uploads=args.keep_uploads,
+        allow_no_token=args.allow_no_token, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+        log_level=args.log_level)
+    return serve(options)
+
+
+_EXTRA_COMMANDS: list = [_add_synth, _add_generator, _add_train, _add_eval, _add_detect, _add_demo, _add_serve]
 
 
 def main(argv: list[str] | None = None) -> int:
