@@ -268,3 +268,56 @@ def test_validation_pairs_have_no_training_augmentation(astronaut, astronaut_fac
                for seed in range(3)]
     assert all(p.flipped for p in trained) and len({p.window for p in trained}) > 1
     assert not np.array_equal(trained[0].real, trained[0].window.image(hflip(astronaut)))  # post-transformed
+
+
+# SHA-256 (first 16 hex digits) of real, fake, region and boundary map for seeds 0..2 (augment True /
+# False) and an RBI source, recorded before SBI's draws were split from their application (commit
+# e4c90d9) with these library versions; float kernels of other versions may round differently.
+PINNED_VERSIONS = {"cv2": "4.14.0", "albumentations": "2.0.8", "numpy": "2.4"}
+PINNED_DIGESTS = {
+    (0, True): "dc4a91f1066e444f", (0, False): "f90d382bde6d04a4", (1, True): "510b47444e365652",
+    (1, False): "e7032fabe10a666b", (2, True): "887e4801de914bec", (2, False): "ee5a5451836d4ee4",
+    "source": "8d39655610a1147b",
+}
+
+
+def _pair_digest(pair: SynthPair) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (pair.real, pair.fake, pair.region_map, pair.boundary_map):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_frame_pipeline_is_bit_identical_to_the_recorded_one(astronaut, astronaut_face):
+    import albumentations
+    import cv2
+
+    found = {"cv2": cv2.__version__, "albumentations": albumentations.__version__, "numpy": np.__version__}
+    if any(not found[name].startswith(version) for name, version in PINNED_VERSIONS.items()):
+        pytest.skip(f"digests recorded with {PINNED_VERSIONS}, found {found}")
+    blender = SelfBlender(make_config(crop=CropConfig(size=96)))
+    for (seed, augment), expected in ((k, v) for k, v in PINNED_DIGESTS.items() if k != "source"):
+        pair = blender(astronaut, astronaut_face.landmarks, astronaut_face.box, np.random.default_rng(seed),
+                       augment=augment)
+        assert _pair_digest(pair) == expected, (seed, augment)
+    rbi = blender(astronaut, astronaut_face.landmarks, astronaut_face.box, np.random.default_rng(5),
+                  source=np.ascontiguousarray(astronaut[:, ::-1]))
+    assert _pair_digest(rbi) == PINNED_DIGESTS["source"]
+
+
+def test_drawn_parameters_make_the_same_pair_without_randomness(astronaut, astronaut_face):
+    """draw_pair + make_pair is the pair __call__ makes; applying the parameters again changes nothing."""
+    blender = SelfBlender(make_config())
+    for seed in range(3):
+        direct = sample(make_config(), astronaut, astronaut_face, seed=seed)
+        rng = np.random.default_rng(seed)
+        pts, box = blender.check_inputs(astronaut, astronaut_face.landmarks, astronaut_face.box)
+        face = blender.landmark_crop(astronaut, pts, box, blender.draw_flip(rng))
+        params = blender.draw_pair(face, rng)
+        for pair in (blender.make_pair(face, params), blender.make_pair(face, params)):
+            for name in ("real", "fake", "region_map", "boundary_map", "landmarks"):
+                np.testing.assert_array_equal(getattr(pair, name), getattr(direct, name))
+            assert pair.window == direct.window
+        assert direct.params.blend.mask_type == direct.mask_type and direct.params.flipped == direct.flipped

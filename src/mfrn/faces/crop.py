@@ -144,16 +144,24 @@ def landmark_crop_window(
     )
 
 
+def draw_margin_scales(rng: np.random.Generator, cfg: CropConfig | None = None) -> np.ndarray:
+    """The training crop's four margin factors (left, top, right, bottom), each U(train_margin_range)."""
+    low, high = (cfg or CropConfig()).train_margin_range
+    return rng.uniform(low, high, size=4)
+
+
 def final_crop_window(
     image_shape: tuple[int, ...],
     box: np.ndarray,
     cfg: CropConfig | None = None,
     rng: np.random.Generator | None = None,
+    scales: np.ndarray | None = None,
 ) -> CropWindow:
     """SBI's final crop around the detector box, resized to ``cfg.size``.
 
-    With ``rng`` (training) each of the four margins is scaled by its own U(train_margin_range);
-    without it (test) all are scaled by ``test_margin_scale``.
+    With ``rng`` (training) each of the four margins is scaled by its own U(train_margin_range)
+    (``draw_margin_scales``); ``scales`` gives those four factors instead (one draw for every frame
+    of a clip); with neither (test) all are scaled by ``test_margin_scale``.
     """
     cfg = cfg or CropConfig()
     b = np.asarray(box, dtype=np.float32).reshape(4)
@@ -162,11 +170,8 @@ def final_crop_window(
     w, h = float(b[2] - b[0]), float(b[3] - b[1])
     if w <= 0 or h <= 0:
         raise ValueError(f"empty face box {b.tolist()}")
-    if rng is None:
-        scales = np.full(4, cfg.test_margin_scale)
-    else:
-        low, high = cfg.train_margin_range
-        scales = rng.uniform(low, high, size=4)
+    if scales is None:
+        scales = np.full(4, cfg.test_margin_scale) if rng is None else draw_margin_scales(rng, cfg)
     mx, my = cfg.box_margin_x * w, cfg.box_margin_y * h
     window = _clipped_window(
         b[0] - mx * scales[0],

@@ -6,12 +6,17 @@
 * ``soft_mask``: the two-stage blur that turns the hull into M~ (1 inside, soft edge, in [0, 1]).
 * ``boundary_map``: Face X-ray's blending boundary 4 * M~ * (1 - M~).
 
-All randomness comes from a ``numpy.random.Generator`` passed in.
+All randomness comes from a ``numpy.random.Generator`` passed in. Each random step is split into a
+``draw_*`` function (the random parameters, as a small dataclass) and an ``apply_*`` one (no
+randomness), so one face's parameters can be drawn once and then moved a little from frame to frame
+of a clip (``mfrn.synth.clips``); ``random_affine``, ``deform_mask`` and ``soft_mask`` are draw + apply
+and consume the generator exactly as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -202,23 +207,73 @@ def hull_mask(
     return mask
 
 
-def random_affine(
-    source: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The same random translation + scale (about the centre, x and y scales drawn independently unless
-    ``cfg.isotropic_scale``) of the source image and its mask."""
+class AffineParams(NamedTuple):
+    """Step 4's affine: translations as fractions of the width / height, scales about the centre."""
+
+    translate_x: float
+    translate_y: float
+    scale_x: float
+    scale_y: float
+
+
+def draw_affine(rng: np.random.Generator, cfg: MaskConfig | None = None) -> AffineParams:
+    """A random translation + scale (x and y scales drawn independently unless ``cfg.isotropic_scale``)."""
     cfg = cfg or MaskConfig()
-    height, width = mask.shape[:2]
-    tx = rng.uniform(-cfg.translate_x, cfg.translate_x) * width
-    ty = rng.uniform(-cfg.translate_y, cfg.translate_y) * height
+    tx = rng.uniform(-cfg.translate_x, cfg.translate_x)
+    ty = rng.uniform(-cfg.translate_y, cfg.translate_y)
     sx = rng.uniform(*cfg.scale_range)
     sy = sx if cfg.isotropic_scale else rng.uniform(*cfg.scale_range)
+    return AffineParams(tx, ty, sx, sy)
+
+
+def apply_affine(source: np.ndarray, mask: np.ndarray, params: AffineParams) -> tuple[np.ndarray, np.ndarray]:
+    """The same translation + scale (about the centre) of the source image and its mask."""
+    height, width = mask.shape[:2]
+    tx, ty = params.translate_x * width, params.translate_y * height
+    sx, sy = params.scale_x, params.scale_y
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     matrix = np.array([[sx, 0.0, cx - sx * cx + tx], [0.0, sy, cy - sy * cy + ty]], dtype=np.float64)
     size = (width, height)
     warped_source = cv2.warpAffine(source, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     warped_mask = cv2.warpAffine(mask, matrix, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
     return warped_source, warped_mask
+
+
+def random_affine(
+    source: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random translation + scale (about the centre, x and y scales drawn independently unless
+    ``cfg.isotropic_scale``) of the source image and its mask."""
+    return apply_affine(source, mask, draw_affine(rng, cfg))
+
+
+def _noise_grid(height: int, width: int, step: int) -> tuple[int, int]:
+    if step <= 1:
+        return height, width
+    return max(round(height / step), 2), max(round(width / step), 2)
+
+
+def smooth_displacement(noise: np.ndarray, height: int, width: int, alpha: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dy) at (height, width): alpha * Gaussian(sigma)-smoothed white noise, from ``noise`` (2, h, w).
+
+    Noise at the full resolution is smoothed there; noise on a coarser grid (cells of fx x fy pixels)
+    is smoothed by sigma / f with the amplitude alpha / sqrt(fx * fy) and interpolated (see ``elastic_field``).
+    Smoothing is linear, so the field of a weighted sum of noises is that sum of their fields.
+    """
+    grid_h, grid_w = noise.shape[1:]
+    if (grid_h, grid_w) == (height, width):
+        return (cv2.GaussianBlur(noise[0], (0, 0), sigma) * alpha, cv2.GaussianBlur(noise[1], (0, 0), sigma) * alpha)
+    fy, fx = height / grid_h, width / grid_w
+    amplitude = alpha / float(np.sqrt(fx * fy))
+    fields = []
+    for plane in noise:
+        smooth = cv2.GaussianBlur(plane, (0, 0), sigmaX=sigma / fx, sigmaY=sigma / fy) * amplitude
+        fields.append(cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR))
+    return fields[0], fields[1]
+
+
+def _white_noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    return rng.random((2, *shape), dtype=np.float32) * 2.0 - 1.0
 
 
 def elastic_field(
@@ -232,32 +287,97 @@ def elastic_field(
     fx * fy, smoothed by sigma, has sqrt(fx * fy) times the amplitude: hence alpha / sqrt(fx * fy)).
     """
     height, width = shape[:2]
-    if step <= 1:
-        noise = rng.random((2, height, width), dtype=np.float32) * 2.0 - 1.0
-        return (cv2.GaussianBlur(noise[0], (0, 0), sigma) * alpha, cv2.GaussianBlur(noise[1], (0, 0), sigma) * alpha)
-    grid_h, grid_w = max(round(height / step), 2), max(round(width / step), 2)
-    fy, fx = height / grid_h, width / grid_w
-    noise = rng.random((2, grid_h, grid_w), dtype=np.float32) * 2.0 - 1.0
-    amplitude = alpha / float(np.sqrt(fx * fy))
-    fields = []
-    for plane in noise:
-        smooth = cv2.GaussianBlur(plane, (0, 0), sigmaX=sigma / fx, sigmaY=sigma / fy) * amplitude
-        fields.append(cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR))
-    return fields[0], fields[1]
+    return smooth_displacement(_white_noise(rng, _noise_grid(height, width, step)), height, width, alpha, sigma)
+
+
+def warp_by_field(mask: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``mask`` resampled at (x + dx, y + dy), bilinear, zero outside."""
+    height, width = mask.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(mask, grid_x + dx, grid_y + dy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def elastic_deform(
     mask: np.ndarray, rng: np.random.Generator, alpha: float = 50.0, sigma: float = 7.0, step: int = 1
 ) -> np.ndarray:
     """Elastic deformation: displacement = alpha * Gaussian(sigma)-smoothed U(-1, 1) noise, per axis."""
-    height, width = mask.shape[:2]
     dx, dy = elastic_field(mask.shape, rng, alpha, sigma, step)
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(mask, grid_x + dx, grid_y + dy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return warp_by_field(mask, dx, dy)
 
 
 def _field_step(cfg: MaskConfig, sigma: float) -> int:
     return cfg.elastic_field_step if cfg.elastic_field_step > 0 else max(1, int(sigma // 2))
+
+
+@dataclass(frozen=True)
+class ElasticGrid:
+    """Where step 4's elastic field of a mask of one size lives: the working size, alpha and sigma
+    there (rescaled from the config's, which are in image pixels), and the noise grid."""
+
+    height: int
+    width: int
+    alpha: float
+    sigma: float
+    step: int
+    factor: float  # image pixels per working pixel (1 = the mask's own size)
+
+    @property
+    def noise_shape(self) -> tuple[int, int]:
+        return _noise_grid(self.height, self.width, self.step)
+
+
+def elastic_grid(mask_shape: tuple[int, ...], cfg: MaskConfig | None = None) -> ElasticGrid:
+    """The working grid of ``deform_mask`` for a mask of ``mask_shape``: at most ``cfg.elastic_work_size`` a side."""
+    cfg = cfg or MaskConfig()
+    height, width = mask_shape[:2]
+    factor = max(height, width) / cfg.elastic_work_size if cfg.elastic_work_size > 0 else 1.0
+    if factor <= 1.0:
+        return ElasticGrid(height, width, cfg.elastic_alpha, cfg.elastic_sigma, _field_step(cfg, cfg.elastic_sigma), 1.0)
+    # white noise smoothed by sigma / f has f times the amplitude of noise smoothed by sigma, and a
+    # displacement of d image pixels is d / f grid pixels: hence alpha / f^2
+    sigma = cfg.elastic_sigma / factor
+    return ElasticGrid(max(round(height / factor), 1), max(round(width / factor), 1), cfg.elastic_alpha / factor**2,
+                       sigma, _field_step(cfg, sigma), factor)
+
+
+@dataclass
+class ElasticParams:
+    """The white noise behind step 4's elastic field.
+
+    ``field = cos(phase) * field(noise) + sin(phase) * field(drift_noise)``: with two independent
+    draws, a phase that moves a little from frame to frame turns the field smoothly from one to the
+    other and keeps its statistics (cos^2 + sin^2 = 1); phase 0 is the single-image field.
+    """
+
+    noise: np.ndarray  # (2, h, w) float32 U(-1, 1) on the working grid's noise grid
+    drift_noise: np.ndarray | None = None
+    phase: float = 0.0
+
+
+def draw_elastic(grid: ElasticGrid, rng: np.random.Generator) -> ElasticParams:
+    return ElasticParams(_white_noise(rng, grid.noise_shape))
+
+
+def elastic_displacement(params: ElasticParams, grid: ElasticGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dy) on ``grid`` (working pixels); noise drawn for a slightly different size is interpolated."""
+    dx, dy = smooth_displacement(params.noise, grid.height, grid.width, grid.alpha, grid.sigma)
+    if params.drift_noise is None or params.phase == 0.0:
+        return dx, dy
+    ex, ey = smooth_displacement(params.drift_noise, grid.height, grid.width, grid.alpha, grid.sigma)
+    c, s = np.float32(np.cos(params.phase)), np.float32(np.sin(params.phase))
+    return c * dx + s * ex, c * dy + s * ey
+
+
+def apply_deform(mask: np.ndarray, params: ElasticParams, cfg: MaskConfig | None = None) -> np.ndarray:
+    """Step 4's elastic deformation of the mask with drawn noise, on ``elastic_grid``'s working size.
+
+    Returns the deformed mask at that (possibly smaller) size; ``soft_mask`` resizes it anyway.
+    """
+    grid = elastic_grid(mask.shape, cfg)
+    if grid.factor > 1.0:
+        mask = cv2.resize(mask, (grid.width, grid.height), interpolation=cv2.INTER_AREA)
+    dx, dy = elastic_displacement(params, grid)
+    return warp_by_field(mask, dx, dy)
 
 
 def deform_mask(mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | None = None) -> np.ndarray:
@@ -265,19 +385,7 @@ def deform_mask(mask: np.ndarray, rng: np.random.Generator, cfg: MaskConfig | No
 
     Returns the deformed mask at that (possibly smaller) size; ``soft_mask`` resizes it anyway.
     """
-    cfg = cfg or MaskConfig()
-    height, width = mask.shape[:2]
-    factor = max(height, width) / cfg.elastic_work_size if cfg.elastic_work_size > 0 else 1.0
-    if factor <= 1.0:
-        step = _field_step(cfg, cfg.elastic_sigma)
-        return elastic_deform(mask, rng, cfg.elastic_alpha, cfg.elastic_sigma, step)
-    small = cv2.resize(
-        mask, (max(round(width / factor), 1), max(round(height / factor), 1)), interpolation=cv2.INTER_AREA
-    )
-    # white noise smoothed by sigma / f has f times the amplitude of noise smoothed by sigma, and a
-    # displacement of d image pixels is d / f grid pixels: hence alpha / f^2
-    sigma = cfg.elastic_sigma / factor
-    return elastic_deform(small, rng, cfg.elastic_alpha / factor**2, sigma, _field_step(cfg, sigma))
+    return apply_deform(mask, draw_elastic(elastic_grid(mask.shape, cfg), rng), cfg)
 
 
 def _odd_kernel(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
@@ -286,6 +394,43 @@ def _odd_kernel(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     if len(choices) == 0:
         raise ValueError(f"no odd kernel size in {bounds}")
     return int(rng.choice(choices))
+
+
+class BlurParams(NamedTuple):
+    """Step 5's random choices: the size the mask is blurred at, both odd kernels, the second sigma."""
+
+    width: int
+    height: int
+    kernel1: int
+    kernel2: int
+    sigma2: float
+
+
+def draw_blur(rng: np.random.Generator, cfg: MaskConfig | None = None) -> BlurParams:
+    cfg = cfg or MaskConfig()
+    low, high = cfg.blur_size_range
+    small_w, small_h = int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1))
+    k1 = _odd_kernel(rng, cfg.blur_kernel1_range)
+    k2 = _odd_kernel(rng, cfg.blur_kernel2_range)
+    return BlurParams(small_w, small_h, k1, k2, float(rng.uniform(*cfg.blur_sigma2_range)))
+
+
+def apply_soft_mask(mask: np.ndarray, params: BlurParams, out_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Step 5 with drawn parameters: M~ in [0, 1], 1 in the inner core, soft edge outside."""
+    height, width = (out_shape or mask.shape)[:2]
+    k1, k2 = params.kernel1, params.kernel2
+    small = cv2.resize(mask.astype(np.float32, copy=False), (params.width, params.height), interpolation=cv2.INTER_LINEAR)
+    small = cv2.GaussianBlur(small, (k1, k1), 0)
+    peak = float(small.max())
+    if peak <= 0.0:
+        raise SynthesisError("the blending mask vanished (it moved out of the image or is too thin)")
+    small /= peak
+    # interpretation: "every value < 1" with a float32 tolerance, so rounding cannot punch holes in the core.
+    small[small < 1.0 - 1e-5] = 0.0
+    small = cv2.GaussianBlur(small, (k2, k2), params.sigma2)
+    small /= float(small.max())
+    out = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def soft_mask(
@@ -298,25 +443,7 @@ def soft_mask(
 
     The result has ``out_shape`` (H, W) when given, else the mask's own shape.
     """
-    cfg = cfg or MaskConfig()
-    height, width = (out_shape or mask.shape)[:2]
-    low, high = cfg.blur_size_range
-    small_w, small_h = int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1))
-    k1 = _odd_kernel(rng, cfg.blur_kernel1_range)
-    k2 = _odd_kernel(rng, cfg.blur_kernel2_range)
-    sigma2 = float(rng.uniform(*cfg.blur_sigma2_range))
-    small = cv2.resize(mask.astype(np.float32, copy=False), (small_w, small_h), interpolation=cv2.INTER_LINEAR)
-    small = cv2.GaussianBlur(small, (k1, k1), 0)
-    peak = float(small.max())
-    if peak <= 0.0:
-        raise SynthesisError("the blending mask vanished (it moved out of the image or is too thin)")
-    small /= peak
-    # interpretation: "every value < 1" with a float32 tolerance, so rounding cannot punch holes in the core.
-    small[small < 1.0 - 1e-5] = 0.0
-    small = cv2.GaussianBlur(small, (k2, k2), sigma2)
-    small /= float(small.max())
-    out = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return apply_soft_mask(mask, draw_blur(rng, cfg), out_shape)
 
 
 def boundary_map(mask_tilde: np.ndarray) -> np.ndarray:

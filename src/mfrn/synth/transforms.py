@@ -3,8 +3,8 @@
 * ``SourceTransform``: applied to one of source S or target T before blending.
 * ``JointPostTransform``: applied with the same parameters to a fake and its real.
 
-Both are reproducible from a ``numpy.random.Generator``: each call draws a seed from it and gives
-the albumentations pipeline one numpy and one Python generator made from that seed
+Both are reproducible from a ``numpy.random.Generator``: each call draws a seed from it (``draw``) and
+gives the albumentations pipeline one numpy and one Python generator made from that seed (``apply``)
 (``set_random_state``, shared by all its transforms: a tenth of the cost of ``set_random_seed``,
 which builds a pair per transform).
 
@@ -89,11 +89,10 @@ def _draw_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-def _reseed(pipeline: Any, rng: np.random.Generator) -> None:
-    """Seed every transform of ``pipeline`` from ``rng`` (one generator pair, shared)."""
+def _seed(pipeline: Any, seed: int) -> None:
+    """Seed every transform of ``pipeline`` (one generator pair, shared): one seed, one set of parameters."""
     import random
 
-    seed = _draw_seed(rng)
     pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
@@ -129,9 +128,15 @@ class SourceTransform:
             steps.append(A.OneOf(quality, p=self.cfg.p_quality))
         self.pipeline = A.Compose(steps)
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        _reseed(self.pipeline, rng)
+    draw = staticmethod(_draw_seed)  # the parameters of one call, as the seed of its pipeline
+
+    def apply(self, image: np.ndarray, seed: int) -> np.ndarray:
+        """The transform a seed stands for (images of one shape get the same parameters from one seed)."""
+        _seed(self.pipeline, seed)
         return self.pipeline(image=image)["image"]
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.apply(image, self.draw(rng))
 
 
 class JointPostTransform:
@@ -146,9 +151,14 @@ class JointPostTransform:
         steps.append(A.ImageCompression(compression_type="jpeg", quality_range=(low, high), p=self.cfg.p_jpeg))
         self.pipeline = A.Compose(steps, additional_targets={"real": "image"})
 
-    def __call__(self, fake: np.ndarray, real: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    draw = staticmethod(_draw_seed)
+
+    def apply(self, fake: np.ndarray, real: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         if fake.shape != real.shape:
             raise ValueError(f"fake {fake.shape} and real {real.shape} differ in shape")
-        _reseed(self.pipeline, rng)
+        _seed(self.pipeline, seed)
         out = self.pipeline(image=fake, real=real)
         return out["image"], out["real"]
+
+    def __call__(self, fake: np.ndarray, real: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self.apply(fake, real, self.draw(rng))
