@@ -12,6 +12,7 @@ from mfrn.config_schema import ConfigError, apply_overrides, from_dict, load_yam
 from mfrn.data.prepare import PrepareSection
 from mfrn.inference.protocol import ProtocolConfig
 from mfrn.models.config import ModelConfig
+from mfrn.synth.clips import ClipConfig
 from mfrn.synth.dataset import DataConfig
 from mfrn.synth.rbi import RBIConfig
 from mfrn.synth.sbi import SBIConfig
@@ -31,6 +32,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: ProtocolConfig = field(default_factory=ProtocolConfig)
     prepare: PrepareSection = field(default_factory=PrepareSection)  # read by `mfrn prepare -c CONFIG`
+    clip: ClipConfig = field(default_factory=ClipConfig)  # clips for the temporal head (model.temporal)
 
     def __post_init__(self) -> None:
         if self.model.input_size != self.sbi.crop.size:
@@ -38,6 +40,9 @@ class Config:
                 f"model.input_size ({self.model.input_size}) differs from sbi.crop.size ({self.sbi.crop.size}): "
                 "the detector is trained on crops of sbi.crop.size; set both"
             )
+        if self.model.temporal != "off" and self.clip.length > self.model.temporal_max_length:
+            raise ValueError(f"clip.length {self.clip.length} exceeds model.temporal_max_length "
+                             f"{self.model.temporal_max_length}")
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:

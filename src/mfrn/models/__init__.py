@@ -11,7 +11,7 @@ from torch import nn
 
 from mfrn.models.backbone import PretrainedWeightsError
 from mfrn.models.config import ModelConfig
-from mfrn.models.outputs import DetectorOutput, fake_probability
+from mfrn.models.outputs import ClipOutput, DetectorOutput, fake_probability
 from mfrn.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("detector")
@@ -32,8 +32,16 @@ def _build_baseline(cfg: ModelConfig) -> nn.Module:
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The detector named ``cfg.name`` ("mfrn" | "baseline")."""
-    return MODELS.build(cfg.name, cfg)
+    """The detector named ``cfg.name`` ("mfrn" | "baseline"); with ``cfg.temporal`` not "off", that frame
+    detector inside a ``TemporalDetector`` (clips in, ``ClipOutput`` out)."""
+    frame = MODELS.build(cfg.name, cfg)
+    if cfg.temporal == "off":
+        return frame
+    from mfrn.models.temporal import TemporalDetector
+
+    return TemporalDetector(frame, cfg)
 
 
-__all__ = ["MODELS", "DetectorOutput", "ModelConfig", "PretrainedWeightsError", "build_model", "fake_probability"]
+__all__ = [
+    "MODELS", "ClipOutput", "DetectorOutput", "ModelConfig", "PretrainedWeightsError", "build_model", "fake_probability",
+]

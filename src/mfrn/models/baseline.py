@@ -27,5 +27,11 @@ class BaselineDetector(nn.Module):
     def project_constraints(self) -> None:
         """Nothing is constrained here; present so the training loop treats every detector alike."""
 
+    @property
+    def embedding_dim(self) -> int:
+        return int(getattr(self.net, "head_hidden_size", None) or self.net.num_features)
+
     def forward(self, images: torch.Tensor) -> DetectorOutput:
-        return DetectorOutput(logits=self.net(self.normalize(images)))
+        # timm's forward, split before the classifier so the temporal head can read the pooled features
+        pooled = self.net.forward_head(self.net.forward_features(self.normalize(images)), pre_logits=True)
+        return DetectorOutput(logits=self.net.get_classifier()(pooled), embedding=pooled)

@@ -48,3 +48,39 @@ class ModelConfig:
     # steganalysis truncation; the clipped residual is then divided by srm_clip
     srm_input_scale: float = 255.0
     srm_clip: float = 3.0
+    # --- temporal head (mfrn.models.temporal): the frame detector above, shared over the T frames of a
+    # clip, then a light model over time -> one clip logit. "off" = the paper's frame detector ---
+    temporal: str = "off"  # "off" | "transformer" | "tcn"
+    temporal_dim: int = 128  # width of the temporal model
+    temporal_layers: int = 2  # transformer layers, or TCN blocks (dilations 1, 2, 4, ...)
+    temporal_heads: int = 4  # transformer heads
+    temporal_kernel: int = 3  # TCN kernel size over time (odd)
+    temporal_max_length: int = 64  # longest clip the transformer's position table covers
+    temporal_dropout: float = 0.1
+    # per-frame inputs: the pooled deepest features (always), the predicted maps' statistics and the frame
+    # logit (temporal_map_stats), and each input's change from the previous frame (temporal_deltas)
+    temporal_map_stats: bool = True
+    temporal_deltas: bool = True
+    # train the head only, on a trained frame detector's frozen features (its checkpoint, an mfrn checkpoint
+    # of this model's frame settings); False trains frame detector and head end to end
+    temporal_freeze_frame: bool = False
+    temporal_frame_checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.temporal not in TEMPORAL_MODELS:
+            raise ValueError(f"model.temporal must be one of {', '.join(TEMPORAL_MODELS)}, got {self.temporal!r}")
+        if self.temporal == "off":
+            return
+        if self.temporal_dim % self.temporal_heads:
+            raise ValueError(f"model.temporal_dim {self.temporal_dim} is not divisible by model.temporal_heads "
+                             f"{self.temporal_heads}")
+        if self.temporal_kernel < 1 or self.temporal_kernel % 2 == 0:
+            raise ValueError(f"model.temporal_kernel must be odd and >= 1, got {self.temporal_kernel}")
+        if self.temporal_layers < 1 or self.temporal_max_length < 1:
+            raise ValueError("model.temporal_layers and model.temporal_max_length must be >= 1")
+        if self.temporal_freeze_frame and not self.temporal_frame_checkpoint:
+            raise ValueError("model.temporal_freeze_frame needs model.temporal_frame_checkpoint: the trained frame "
+                             "detector whose features the head learns on")
+
+
+TEMPORAL_MODELS = ("off", "transformer", "tcn")

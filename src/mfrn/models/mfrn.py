@@ -88,12 +88,17 @@ class MFRN(nn.Module):
             fused.append(fusion(streams))
         if self.attention is not None:
             fused[-1] = self.attention(fused[-1])
-        logits = self.classifier(fused[-1].mean(dim=(2, 3)))
+        pooled = fused[-1].mean(dim=(2, 3))
+        logits = self.classifier(pooled)
         if self.decoder is None:
-            return DetectorOutput(logits=logits)
+            return DetectorOutput(logits=logits, embedding=pooled)
         map_size = (math.ceil(height / 4), math.ceil(width / 4))
         region, boundary = self.decoder(fused, map_size, edges)
-        return DetectorOutput(logits=logits, region_logits=region, boundary_logits=boundary)
+        return DetectorOutput(logits=logits, region_logits=region, boundary_logits=boundary, embedding=pooled)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.classifier[-1].in_features
 
 
 def _match(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

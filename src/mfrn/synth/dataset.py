@@ -247,15 +247,21 @@ class PairDataset(Dataset):
             usable.append(sample)
         return usable, skipped
 
-    @classmethod
-    def from_config(cls, faces, sbi_config, rbi_config: RBIConfig, prepared: Path, seed: int = 0,
-                    fixed_epoch: int | None = None, device: str | None = None,
-                    augment: bool = True) -> "PairDataset":
+    @staticmethod
+    def rbi_backends(rbi_config: RBIConfig, prepared: Path, device: str | None = None):
+        """(cache, reconstructor) that ``rbi_config`` asks for (either may be None)."""
         cache = reconstructor = None
         if rbi_config.probability > 0 and rbi_config.source == "cache":
             cache = ReconstructionCache(Path(rbi_config.cache_dir) if rbi_config.cache_dir else Path(prepared) / "rbi_cache")
         elif rbi_config.probability > 0 and rbi_config.source == "on_the_fly":
             reconstructor = build_reconstructor_from_config(rbi_config, device=device or "cpu")
+        return cache, reconstructor
+
+    @classmethod
+    def from_config(cls, faces, sbi_config, rbi_config: RBIConfig, prepared: Path, seed: int = 0,
+                    fixed_epoch: int | None = None, device: str | None = None,
+                    augment: bool = True) -> "PairDataset":
+        cache, reconstructor = cls.rbi_backends(rbi_config, prepared, device)
         return cls(faces, sbi_config, rbi_config, seed, fixed_epoch, cache, reconstructor, augment)
 
     def set_epoch(self, epoch: int) -> None:
@@ -265,52 +271,69 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.faces)
 
-    def _rbi_source(self, sample: FaceSample, image: np.ndarray, keypoints: np.ndarray, rng) -> np.ndarray | None:
+    def _rbi_sources(self, samples: Sequence[FaceSample], images: Sequence[np.ndarray],
+                     keypoints: Sequence[np.ndarray], rng) -> list[np.ndarray] | None:
+        """RBI's reconstructions of ``samples`` (one face, or every frame of a clip: each with its own
+        latent noise), or None for an SBI: with probability 1 - q, or when one is missing or fails."""
         if self.rbi.source == "off" or self.rbi.probability <= 0 or rng.random() >= self.rbi.probability:
             return None
         if self.cache is not None:
-            source = self.cache.sample(sample.face.crop_path, rng)
-            if source is None:
-                self.stats["rbi_missing_in_cache"] += 1
-                log.warning("no cached reconstruction for %s: this sample is an SBI", sample.face.crop_path)
-            elif source.shape != image.shape:
-                raise ValueError(f"{sample.face.crop_path}: cached reconstruction has shape {source.shape}, crop {image.shape}")
-            return source
+            sources = []
+            for sample, image in zip(samples, images):
+                source = self.cache.sample(sample.face.crop_path, rng)
+                if source is None:
+                    self.stats["rbi_missing_in_cache"] += 1
+                    log.warning("no cached reconstruction for %s: this sample is an SBI", sample.face.crop_path)
+                    return None
+                if source.shape != image.shape:
+                    raise ValueError(f"{sample.face.crop_path}: cached reconstruction has shape {source.shape}, "
+                                     f"crop {image.shape}")
+                sources.append(source)
+            return sources
         if self.reconstructor is not None:
             from mfrn.synth.reconstructors.base import ReconstructionError
 
             try:
-                return self.reconstructor.reconstruct_batch([image], [keypoints], self.rbi.noise, rng)[0].image
+                return [r.image for r in self.reconstructor.reconstruct_batch(list(images), list(keypoints),
+                                                                              self.rbi.noise, rng)]
             except ReconstructionError as error:
                 self.stats["rbi_failed"] += 1
-                log.warning("reconstruction failed for %s (%s): this sample is an SBI", sample.key, error.reason)
+                log.warning("reconstruction failed for %s (%s): this sample is an SBI", samples[0].key, error.reason)
         return None
 
     def __getitem__(self, index: int) -> dict:
         sample = self.faces[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         image, box, keypoints, landmarks = sample.load()
-        source = self._rbi_source(sample, image, keypoints, rng)
+        sources = self._rbi_sources([sample], [image], [keypoints], rng)
+        source = sources[0] if sources is not None else None
         try:
             pair = self.blender(image, landmarks, box, rng, source=source, augment=self.augment)
         except Exception as error:
             raise RuntimeError(f"{sample.root / sample.face.crop_path} ({sample.key}): {error}") from error
         kind = "rbi" if source is not None else "sbi"
         self.stats[kind] += 1
-        images = np.stack([pair.real, pair.fake]).astype(np.float32) / 255.0
-        zeros = np.zeros_like(pair.region_map, dtype=np.float32)
-        return {
-            "image": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-            "label": torch.tensor([0, 1], dtype=torch.long),
-            "region_map": torch.from_numpy(np.stack([zeros, pair.region_map.astype(np.float32)])),
-            "boundary_map": torch.from_numpy(np.stack([zeros, pair.boundary_map.astype(np.float32)])),
-            "kind": kind,
-            "key": sample.key,
-        }
+        return pair_item(pair.real, pair.fake, pair.region_map, pair.boundary_map, kind, sample.key)
+
+
+def pair_item(real: np.ndarray, fake: np.ndarray, region_map: np.ndarray, boundary_map: np.ndarray, kind: str,
+              key: str) -> dict:
+    """A real and its fake as one dataset item: images (2, ..., 3, S, S) in [0, 1], labels [0, 1], maps
+    (2, ..., S, S) with zeros for the real; ``...`` is nothing for a frame, T for a clip."""
+    images = np.stack([real, fake]).astype(np.float32) / 255.0
+    zeros = np.zeros_like(region_map, dtype=np.float32)
+    return {
+        "image": torch.from_numpy(images).movedim(-1, -3).contiguous(),
+        "label": torch.tensor([0, 1], dtype=torch.long),
+        "region_map": torch.from_numpy(np.stack([zeros, region_map.astype(np.float32)])),
+        "boundary_map": torch.from_numpy(np.stack([zeros, boundary_map.astype(np.float32)])),
+        "kind": kind,
+        "key": key,
+    }
 
 
 def collate_pairs(batch: list[dict]) -> dict:
-    """Stack pairs into one batch: reals and fakes side by side (2 x batch size images)."""
+    """Stack pairs into one batch: reals and fakes side by side (2 x batch size images, or clips)."""
     out = {name: torch.cat([item[name] for item in batch]) for name in ("image", "label", "region_map", "boundary_map")}
     out["kind"] = [item["kind"] for item in batch]
     out["key"] = [item["key"] for item in batch]

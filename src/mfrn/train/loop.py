@@ -132,7 +132,7 @@ def validate(model, loader, criterion, device, config: Config) -> dict:
     scores, labels, losses = [], [], []
     for batch in loader:
         images = batch["image"].to(device)
-        if config.train.channels_last:
+        if config.train.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(config, device):
             output = model(images)
@@ -154,7 +154,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     from tqdm import tqdm
 
     from mfrn.models import build_model
-    from mfrn.train.losses import DetectionLoss
+    from mfrn.train.losses import build_criterion
     from mfrn.train.schedules import build_scheduler
 
     check_device(None if config.train.device == "auto" else config.train.device)
@@ -179,9 +179,17 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                             config.data.faces_per_frame)
     check_training_faces(manifest, train_faces, val_faces, config.data.val_fraction)
     device_name = device.type
-    train_set = PairDataset.from_config(train_faces, config.sbi, config.rbi, prepared, config.train.seed, device=device_name)
-    val_set = PairDataset.from_config(val_faces, config.sbi, config.rbi, prepared, config.train.seed + 1_000_003,
-                                      fixed_epoch=0, device=device_name, augment=config.data.val_augmentation)
+    temporal = config.model.temporal != "off"
+    if temporal:  # clips of consecutive frames, (2B, T, 3, S, S) batches through the same steps below
+        from mfrn.train.clips import clip_datasets, load_frame_checkpoint
+
+        train_set, val_set = clip_datasets(config, manifest, prepared, device_name)
+        train_faces, val_faces = train_set.clips, val_set.clips
+    else:
+        train_set = PairDataset.from_config(train_faces, config.sbi, config.rbi, prepared, config.train.seed,
+                                            device=device_name)
+        val_set = PairDataset.from_config(val_faces, config.sbi, config.rbi, prepared, config.train.seed + 1_000_003,
+                                          fixed_epoch=0, device=device_name, augment=config.data.val_augmentation)
 
     sampler = ResumableSampler(train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                seed=config.train.seed, drop_last=True)
@@ -199,6 +207,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     total_steps = steps_per_epoch * config.train.epochs
 
     model = build_model(config.model).to(device)
+    if temporal and config.model.temporal_frame_checkpoint:
+        load_frame_checkpoint(model, config.model.temporal_frame_checkpoint)
     if dist_info.enabled and config.train.sync_batchnorm and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch, as on 1 GPU
     if config.train.channels_last:
@@ -207,8 +217,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     if dist_info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    criterion = DetectionLoss(config.loss)
-    optimizer = _build_optimizer(config, model.parameters())
+    criterion = build_criterion(config.loss, temporal)
+    optimizer = _build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = build_scheduler(optimizer, config.train.schedule, total_steps=total_steps,
                                 warmup_steps=config.train.warmup_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp == "fp16")
@@ -234,7 +244,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         if overwrite:
             for path in clear_run(out_dir):
                 print(f"--overwrite: removed {path} of the earlier run")
-        print(f"train: {len(train_set)} faces ({len(train_faces)} train / {len(val_faces)} val), "
+        print(f"train: {len(train_set)} {'clips' if temporal else 'faces'} ({len(train_faces)} train / {len(val_faces)} val), "
               f"{steps_per_epoch} steps/epoch x {config.train.epochs} epochs, batch {config.data.batch_size}+"
               f"{config.data.batch_size} ({per_process}+{per_process} on each of {dist_info.world_size} process(es)), "
               f"device {device}, amp {config.train.amp}")
@@ -289,7 +299,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             running, seen, t0 = 0.0, 0, time.perf_counter()
             for batch in loader:
                 images = batch["image"].to(device, non_blocking=True)
-                if config.train.channels_last:
+                if config.train.channels_last and images.dim() == 4:
                     images = images.contiguous(memory_format=torch.channels_last)
                 targets = (batch["label"].to(device), batch["region_map"].to(device), batch["boundary_map"].to(device))
                 loss = _train_step(model, core, criterion, optimizer, scaler, images, targets, config, device)
@@ -297,7 +307,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                 step_in_epoch += 1
                 global_step += 1
                 running += loss
-                seen += images.shape[0]
+                seen += images.numel() // images.shape[-3:].numel()  # images (the frames of clips too)
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate * dist_info.world_size:.1f}",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mfrn.models.outputs import DetectorOutput
+from mfrn.models.outputs import ClipOutput, DetectorOutput
 
 BOUNDARY_LOSSES = ("bce", "bce+dice")
 
@@ -21,6 +21,10 @@ class LossConfig:
     boundary_loss: str = "bce"  # "bce" | "bce+dice"
     label_smoothing: float = 0.0
     dice_smooth: float = 1.0
+    # the temporal head (model.temporal): L = lambda_clip * CE(clip) + lambda_frame * (the frame loss above,
+    # averaged over the clip's frames; kept when training end to end, skipped on a frozen frame detector)
+    lambda_clip: float = 1.0
+    lambda_frame: float = 1.0
 
 
 @dataclass
@@ -100,3 +104,41 @@ class DetectionLoss:
                 boundary = boundary + soft_dice_loss(prediction, target, cfg.dice_smooth)
         total = cls + cfg.lambda_map * region + cfg.lambda_edge * boundary
         return LossBreakdown(total=total, cls=cls, region=region, boundary=boundary)
+
+
+class ClipLoss:
+    """``ClipLoss(cfg)(output, labels, region_maps, boundary_maps) -> LossBreakdown`` for clips.
+
+    ``labels``: (B,) per clip; maps (B, T, H, W). ``cls`` is the clip term; ``region`` and ``boundary``
+    the frame detector's map terms (0 on a frozen frame detector). The frame term is ``DetectionLoss``
+    on the B * T frames, each frame labelled as its clip.
+    """
+
+    def __init__(self, cfg: LossConfig | None = None) -> None:
+        self.cfg = cfg or LossConfig()
+        self.frame_loss = DetectionLoss(self.cfg)
+
+    def __call__(
+        self,
+        output: ClipOutput,
+        labels: torch.Tensor,
+        region_maps: torch.Tensor | None = None,
+        boundary_maps: torch.Tensor | None = None,
+    ) -> LossBreakdown:
+        if not isinstance(output, ClipOutput):
+            raise TypeError(f"ClipLoss needs a ClipOutput (a temporal model), got {type(output).__name__}")
+        cfg = self.cfg
+        logits = output.logits.float()
+        clip = F.cross_entropy(logits, labels.long(), label_smoothing=cfg.label_smoothing)
+        zero = logits.new_zeros(())
+        if not output.frame_loss or cfg.lambda_frame == 0:
+            return LossBreakdown(total=cfg.lambda_clip * clip, cls=clip, region=zero, boundary=zero)
+        flat = [None if maps is None else maps.flatten(0, 1) for maps in (region_maps, boundary_maps)]
+        frame = self.frame_loss(output.frames, labels.repeat_interleave(output.length), *flat)
+        return LossBreakdown(total=cfg.lambda_clip * clip + cfg.lambda_frame * frame.total, cls=clip,
+                             region=frame.region, boundary=frame.boundary)
+
+
+def build_criterion(cfg: LossConfig, temporal: bool):
+    """The loss of a frame detector (``DetectionLoss``) or of a clip detector (``ClipLoss``)."""
+    return ClipLoss(cfg) if temporal else DetectionLoss(cfg)

@@ -1,0 +1,137 @@
+"""Clips of consecutive frames of one tracked face, from a prepared folder (what the temporal head trains on).
+
+A clip is T consecutive frames of one video with one face per frame, the same person throughout:
+faces are linked from frame to frame by detector-box overlap (``track_boxes``). Frames belong to
+one clip when ``mfrn prepare`` stored them as one (``FrameRecord.clip``); in a folder prepared
+without clips, runs of consecutive frame indices count as clips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mfrn.data.manifest import FaceSample, MediaRecord
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def track_boxes(frames: Sequence[Sequence[Sequence[float]]], min_iou: float = 0.3) -> list[list[int | None]]:
+    """Tracks through consecutive frames: ``tracks[k][t]`` is the index of track k's box in frame t, or None.
+
+    Greedy by overlap: in each frame the pairs (track, box) are linked in decreasing IoU with the
+    track's last box (from the previous frame), each at least ``min_iou``; an unlinked box starts a
+    new track; a track with no box in a frame ends there (a face lost for a frame is not bridged:
+    a clip must be consecutive frames).
+    """
+    tracks: list[list[int | None]] = []
+    alive: list[int] = []  # tracks with a box in the previous frame
+    for t, boxes in enumerate(frames):
+        pairs = sorted(((box_iou(frames[t - 1][tracks[k][t - 1]], box), k, j)  # type: ignore[index]
+                        for k in alive for j, box in enumerate(boxes)), key=lambda p: (-p[0], p[1], p[2]))
+        linked: dict[int, int] = {}
+        for iou, k, j in pairs:
+            if iou < min_iou:
+                break
+            if k not in linked and j not in linked.values():
+                linked[k] = j
+        for k, track in enumerate(tracks):
+            track.append(linked.get(k))
+        taken = set(linked.values())
+        tracks.extend([None] * t + [j] for j in range(len(boxes)) if j not in taken)
+        alive = [k for k, track in enumerate(tracks) if track[t] is not None]
+    return tracks
+
+
+@dataclass
+class ClipSample:
+    """T consecutive frames of one video with the same person's face in each: a clip to load."""
+
+    record: MediaRecord
+    faces: list[FaceSample]  # one per frame, in frame order
+
+    @property
+    def key(self) -> str:
+        return f"{self.record.key}#{self.faces[0].frame.index}-{self.faces[-1].frame.index}"
+
+    @property
+    def frame_indices(self) -> list[int]:
+        return [face.frame.index for face in self.faces]
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def load(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per frame: (crop RGB uint8, box (4,), keypoints (5, 2), landmarks (81, 2)) in crop coordinates."""
+        return [face.load() for face in self.faces]
+
+
+def _runs(record: MediaRecord, faces: Sequence[FaceSample]) -> list[list[list[FaceSample]]]:
+    """The record's frames (as lists of their faces) grouped into runs: a stored clip, or consecutive indices."""
+    by_frame: dict[int, list[FaceSample]] = {}
+    for face in faces:
+        by_frame.setdefault(face.frame.index, []).append(face)
+    clip_of = {frame.index: getattr(frame, "clip", None) for frame in record.frames}
+    runs: list[list[list[FaceSample]]] = []
+    previous: int | None = None
+    for index in sorted(by_frame):
+        stored = clip_of.get(index)
+        continues = previous is not None and (
+            stored == clip_of.get(previous) if stored is not None else index == previous + 1)
+        if continues:
+            runs[-1].append(by_frame[index])
+        else:
+            runs.append([by_frame[index]])
+        previous = index
+    return runs
+
+
+def _evenly(items: list, n: int) -> list:
+    if n <= 0 or len(items) <= n:
+        return items
+    picks = np.unique(np.round(np.linspace(0, len(items) - 1, n)).astype(int))
+    return [items[i] for i in picks]
+
+
+def clips_from_faces(faces: Sequence[FaceSample], length: int, min_iou: float = 0.3,
+                     clips_per_video: int = 0) -> list[ClipSample]:
+    """Clips of ``length`` frames of one tracked face each, from faces of a manifest (any selection).
+
+    Within each run of frames (``FrameRecord.clip``, else consecutive indices) faces are tracked by
+    box overlap and every track is cut into non-overlapping clips of ``length`` frames (a remainder
+    shorter than ``length`` is not used); ``clips_per_video`` > 0 keeps that many per video, evenly
+    spaced. Clips come out sorted by video key, then by first frame.
+    """
+    if length < 1:
+        raise ValueError(f"clip length must be >= 1, got {length}")
+    by_video: dict[str, list[FaceSample]] = {}
+    for face in faces:
+        by_video.setdefault(face.record.key, []).append(face)
+    out: list[ClipSample] = []
+    for key in sorted(by_video):
+        record = by_video[key][0].record
+        clips = []
+        for run in _runs(record, by_video[key]):
+            tracks = track_boxes([[face.face.box for face in frame] for frame in run], min_iou)
+            for track in tracks:
+                members = [run[t][j] if j is not None else None for t, j in enumerate(track)]
+                segment: list[FaceSample] = []
+                for member in members + [None]:
+                    if member is None:
+                        clips.extend(ClipSample(record, segment[i:i + length])
+                                     for i in range(0, len(segment) - length + 1, length))
+                        segment = []
+                    else:
+                        segment.append(member)
+        clips.sort(key=lambda clip: (clip.faces[0].frame.index, clip.faces[0].face.crop_path))
+        out.extend(_evenly(clips, clips_per_video))
+    return out
