@@ -156,6 +156,9 @@ def _add_synth(sub) -> None:
     prev.add_argument("prepared", type=Path, help="folder written by `mfrn prepare`")
     prev.add_argument("-o", "--out", type=Path, required=True)
     prev.add_argument("-n", "--num", type=int, default=8, help="number of samples")
+    prev.add_argument("--clip", action="store_true", help="temporally consistent clips of clip.length frames: a "
+                      "strip PNG each (rows real | fake | maps | difference, one column per frame)")
+    prev.add_argument("--gif", action="store_true", help="with --clip: an animated GIF per clip instead of a strip")
     _add_config_args(prev)
     prev.set_defaults(func=_run_synth_preview)
     cache = ssub.add_parser("cache", help="precompute K noisy reconstructions of the faces training reads (RBI): real "
@@ -212,18 +215,41 @@ def _run_synth_preview(args) -> int:
         raise ValueError(f"-n/--num must be >= 1, got {args.num}")
     faces = _prepared_faces(args.prepared)
     ensure_output_dir(args.out)
+    if args.clip or args.gif:
+        return _synth_preview_clips(args, config, faces)
     step = max(1, len(faces) // args.num)
     chosen = faces[::step][: args.num]
-    reconstructor = None
-    if config.rbi.source != "off":
-        if missing_generator(config.rbi):
-            print("SBI columns only: no generator for the RBI ones; add them with --set "
-                  "\"rbi.reconstructor_kwargs={checkpoint: gen.pt}\" (train gen.pt with `mfrn generator train "
-                  f"{args.prepared} -o gen.pt`)")
-        else:
-            reconstructor = _reconstructor(config)
+    reconstructor = _preview_reconstructor(args, config)
     paths = write_previews(chosen, args.out, SelfBlender(config.sbi), reconstructor, config.rbi.noise)
     print(f"wrote {len(paths)} preview grids to {args.out}")
+    return 0
+
+
+def _preview_reconstructor(args, config):
+    """The generator for the previews' RBI columns, or None (SBI only, and the line that says how to add it)."""
+    if config.rbi.source == "off":
+        return None
+    if missing_generator(config.rbi):
+        print("SBI columns only: no generator for the RBI ones; add them with --set "
+              "\"rbi.reconstructor_kwargs={checkpoint: gen.pt}\" (train gen.pt with `mfrn generator train "
+              f"{args.prepared} -o gen.pt`)")
+        return None
+    return _reconstructor(config)
+
+
+def _synth_preview_clips(args, config, faces) -> int:
+    from mfrn.data.clips import clips_from_faces
+    from mfrn.synth.clips import ClipBlender
+    from mfrn.synth.preview import write_clip_previews
+
+    clips = clips_from_faces(faces, config.clip.length, config.clip.min_track_iou)
+    if not clips:
+        raise ValueError(f"{args.prepared}: no clips of {config.clip.length} consecutive frames of one face "
+                         f"(prepare with --clip-length {config.clip.length}, or set clip.length)")
+    chosen = clips[:: max(1, len(clips) // args.num)][: args.num]
+    paths = write_clip_previews(chosen, args.out, ClipBlender(config.sbi, config.clip),
+                                _preview_reconstructor(args, config), config.rbi.noise, gif=args.gif)
+    print(f"wrote {len(paths)} clip previews ({config.clip.length} frames each) to {args.out}")
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfrn.data.frames import evenly_spaced
 from mfrn.data.manifest import FaceSample, MediaRecord
 
 
@@ -95,13 +96,6 @@ def _runs(record: MediaRecord, faces: Sequence[FaceSample]) -> list[list[list[Fa
     return runs
 
 
-def _evenly(items: list, n: int) -> list:
-    if n <= 0 or len(items) <= n:
-        return items
-    picks = np.unique(np.round(np.linspace(0, len(items) - 1, n)).astype(int))
-    return [items[i] for i in picks]
-
-
 def clips_from_faces(faces: Sequence[FaceSample], length: int, min_iou: float = 0.3,
                      clips_per_video: int = 0) -> list[ClipSample]:
     """Clips of ``length`` frames of one tracked face each, from faces of a manifest (any selection).
@@ -133,5 +127,5 @@ def clips_from_faces(faces: Sequence[FaceSample], length: int, min_iou: float = 
                     else:
                         segment.append(member)
         clips.sort(key=lambda clip: (clip.faces[0].frame.index, clip.faces[0].face.crop_path))
-        out.extend(_evenly(clips, clips_per_video))
+        out.extend(evenly_spaced(clips, clips_per_video))
     return out

@@ -119,6 +119,11 @@ def sample_indices(n_frames: int, n: int) -> list[int]:
     return sorted({int(i) for i in np.rint(np.linspace(0, n_frames - 1, n))})
 
 
+def evenly_spaced(items: Sequence, n: int) -> list:
+    """``n`` evenly spaced items, first and last included (``sample_indices`` of their positions); n <= 0: all."""
+    return list(items) if n <= 0 else [items[i] for i in sample_indices(len(items), n)]
+
+
 def probe_video(path: Path | str) -> VideoInfo:
     """Facts about a video file, with the exact frame count from its packets."""
     with VideoReader(path) as reader:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mfrn.data.frames import evenly_spaced
 from mfrn.data.manifest import FaceSample, Manifest
 from mfrn.synth.rbi import RBIConfig, ReconstructionCache, build_reconstructor_from_config
 
@@ -49,13 +50,6 @@ class DataConfig:
 
 def _hash_fraction(key: str) -> float:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
-def _evenly(items: list, n: int) -> list:
-    if n <= 0 or len(items) <= n:
-        return items
-    picks = np.unique(np.round(np.linspace(0, len(items) - 1, n)).astype(int))
-    return [items[i] for i in picks]
 
 
 # The splits whose real faces the detector, the generator and the reconstruction cache may see
@@ -154,7 +148,7 @@ def select_faces(
             samples = largest
         if frames_per_video:
             frames = sorted({s.frame.index for s in samples})
-            keep = set(_evenly(frames, frames_per_video))
+            keep = set(evenly_spaced(frames, frames_per_video))
             kept = [s for s in samples if s.frame.index in keep]
             if len(kept) < len(samples):
                 left_out[f"of frames beyond {frames_per_video} per video (data.frames_per_video)"] += len(samples) - len(kept)
