@@ -64,3 +64,16 @@ def test_stored_clips_split_runs_and_old_folders_use_consecutive_indices():
     assert [c.frame_indices for c in clips_from_faces(_faces(strided), length=3)] == [[0, 2, 4]]
     with pytest.raises(ValueError, match="length"):
         clips_from_faces([], 0)
+
+
+def test_clip_frame_indices_are_evenly_spaced_and_never_overlap():
+    from mfrn.data.clips import clip_frame_indices
+
+    assert clip_frame_indices(100, 4, 3) == [[0, 1, 2, 3], [48, 49, 50, 51], [96, 97, 98, 99]]
+    assert clip_frame_indices(100, 3, 2, stride=2) == [[0, 2, 4], [95, 97, 99]]
+    few = clip_frame_indices(10, 4, 5)
+    assert len(few) == 2 and not set(few[0]) & set(few[1]) and few[-1][-1] == 9
+    assert clip_frame_indices(3, 4, 2) == [[0, 1, 2]]  # shorter than a clip: the frames it has
+    assert clip_frame_indices(0, 4, 2) == []
+    with pytest.raises(ValueError, match="stride"):
+        clip_frame_indices(10, 4, 2, stride=0)

@@ -17,6 +17,25 @@ from mfrn.data.frames import evenly_spaced
 from mfrn.data.manifest import FaceSample, MediaRecord
 
 
+def clip_frame_indices(n_frames: int, length: int, count: int, stride: int = 1) -> list[list[int]]:
+    """Frame indices of ``count`` clips of ``length`` frames (``stride`` apart) evenly spaced over a video.
+
+    The first clip starts at frame 0 and the last ends at the last frame that fits; clips never
+    overlap, so a short video gets fewer (``n_frames // span`` of them); a video shorter than one clip
+    gives the frames it has, as one short clip (usable as frames, too short for the temporal head).
+    """
+    if min(length, count, stride) < 1:
+        raise ValueError(f"clip length, count and stride must be >= 1, got {length}, {count}, {stride}")
+    if n_frames <= 0:
+        return []
+    span = (length - 1) * stride + 1
+    if n_frames < span:
+        return [list(range(0, n_frames, stride))]
+    count = min(count, n_frames // span)
+    starts = sorted({int(v) for v in np.rint(np.linspace(0, n_frames - span, count))})
+    return [[start + i * stride for i in range(length)] for start in starts]
+
+
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two (x1, y1, x2, y2) boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

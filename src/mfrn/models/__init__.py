@@ -42,6 +42,5 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return TemporalDetector(frame, cfg)
 
 
-__all__ = [
-    "MODELS", "ClipOutput", "DetectorOutput", "ModelConfig", "PretrainedWeightsError", "build_model", "fake_probability",
-]
+__all__ = ["MODELS", "ClipOutput", "DetectorOutput", "ModelConfig", "PretrainedWeightsError", "build_model",
+           "fake_probability"]

@@ -9,19 +9,14 @@ an RBI clip (every frame reconstructed, each with its own latent noise) with pro
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from mfrn.data.clips import ClipSample, clips_from_faces
 from mfrn.data.manifest import Manifest
 from mfrn.synth.clips import ClipBlender, ClipConfig
-from mfrn.synth.dataset import PairDataset, pair_item, select_faces
+from mfrn.synth.dataset import PairDataset, select_faces
 from mfrn.synth.rbi import RBIConfig
-
-log = logging.getLogger(__name__)
 
 
 def select_clips(manifest: Manifest, split: str, clip_config: ClipConfig, val_fraction: float = 0.2,
@@ -68,15 +63,9 @@ class ClipPairDataset(PairDataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict:
+    def _unit(self, index: int):
         clip = self.clips[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        images, boxes, keypoints, landmarks = zip(*clip.load())
-        sources = self._rbi_sources(clip.faces, images, keypoints, rng)
-        try:
-            pair = self.clip_blender(images, landmarks, boxes, rng, sources=sources, augment=self.augment)
-        except Exception as error:
-            raise RuntimeError(f"{clip.faces[0].root} clip {clip.key}: {error}") from error
-        kind = "rbi" if sources is not None else "sbi"
-        self.stats[kind] += 1
-        return pair_item(pair.real, pair.fake, pair.region_map, pair.boundary_map, kind, clip.key)
+        return clip.faces, clip.key, f"{clip.faces[0].root} clip {clip.key}"
+
+    def _synthesize(self, images, landmarks, boxes, rng, sources):
+        return self.clip_blender(images, landmarks, boxes, rng, sources=sources, augment=self.augment)

@@ -142,7 +142,8 @@ class ClipBlender:
         sx = affine.scale_x + walk(cfg.scale_step)
         sy = sx if mask.isotropic_scale else affine.scale_y + walk(cfg.scale_step)
         if cfg.drift_within_range:
-            tx, ty = _reflect(tx, -mask.translate_x, mask.translate_x), _reflect(ty, -mask.translate_y, mask.translate_y)
+            tx = _reflect(tx, -mask.translate_x, mask.translate_x)
+            ty = _reflect(ty, -mask.translate_y, mask.translate_y)
             sx, sy = (_reflect(s, *sorted(mask.scale_range)) for s in (sx, sy))
         drift_noise = draw_elastic(grid_shape, rng).noise if cfg.elastic_step > 0 else None
         out = [base]

@@ -295,19 +295,28 @@ class PairDataset(Dataset):
                 log.warning("reconstruction failed for %s (%s): this sample is an SBI", samples[0].key, error.reason)
         return None
 
-    def __getitem__(self, index: int) -> dict:
+    def _unit(self, index: int) -> tuple[list[FaceSample], str, str]:
+        """The faces item ``index`` is made of, its key, and where it comes from (for error messages)."""
         sample = self.faces[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        image, box, keypoints, landmarks = sample.load()
-        sources = self._rbi_sources([sample], [image], [keypoints], rng)
+        return [sample], sample.key, f"{sample.root / sample.face.crop_path} ({sample.key})"
+
+    def _synthesize(self, images, landmarks, boxes, rng, sources):
+        """The real/fake pair of one face (``SynthPair``)."""
         source = sources[0] if sources is not None else None
+        return self.blender(images[0], landmarks[0], boxes[0], rng, source=source, augment=self.augment)
+
+    def __getitem__(self, index: int) -> dict:
+        samples, key, where = self._unit(index)
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        images, boxes, keypoints, landmarks = zip(*(sample.load() for sample in samples))
+        sources = self._rbi_sources(samples, images, keypoints, rng)
         try:
-            pair = self.blender(image, landmarks, box, rng, source=source, augment=self.augment)
+            pair = self._synthesize(images, landmarks, boxes, rng, sources)
         except Exception as error:
-            raise RuntimeError(f"{sample.root / sample.face.crop_path} ({sample.key}): {error}") from error
-        kind = "rbi" if source is not None else "sbi"
+            raise RuntimeError(f"{where}: {error}") from error
+        kind = "rbi" if sources is not None else "sbi"
         self.stats[kind] += 1
-        return pair_item(pair.real, pair.fake, pair.region_map, pair.boundary_map, kind, sample.key)
+        return pair_item(pair.real, pair.fake, pair.region_map, pair.boundary_map, kind, key)
 
 
 def pair_item(real: np.ndarray, fake: np.ndarray, region_map: np.ndarray, boundary_map: np.ndarray, kind: str,

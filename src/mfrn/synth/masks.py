@@ -253,7 +253,9 @@ def _noise_grid(height: int, width: int, step: int) -> tuple[int, int]:
     return max(round(height / step), 2), max(round(width / step), 2)
 
 
-def smooth_displacement(noise: np.ndarray, height: int, width: int, alpha: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def smooth_displacement(
+    noise: np.ndarray, height: int, width: int, alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(dx, dy) at (height, width): alpha * Gaussian(sigma)-smoothed white noise, from ``noise`` (2, h, w).
 
     Noise at the full resolution is smoothed there; noise on a coarser grid (cells of fx x fy pixels)
@@ -332,7 +334,8 @@ def elastic_grid(mask_shape: tuple[int, ...], cfg: MaskConfig | None = None) -> 
     height, width = mask_shape[:2]
     factor = max(height, width) / cfg.elastic_work_size if cfg.elastic_work_size > 0 else 1.0
     if factor <= 1.0:
-        return ElasticGrid(height, width, cfg.elastic_alpha, cfg.elastic_sigma, _field_step(cfg, cfg.elastic_sigma), 1.0)
+        step = _field_step(cfg, cfg.elastic_sigma)
+        return ElasticGrid(height, width, cfg.elastic_alpha, cfg.elastic_sigma, step, 1.0)
     # white noise smoothed by sigma / f has f times the amplitude of noise smoothed by sigma, and a
     # displacement of d image pixels is d / f grid pixels: hence alpha / f^2
     sigma = cfg.elastic_sigma / factor
@@ -419,7 +422,8 @@ def apply_soft_mask(mask: np.ndarray, params: BlurParams, out_shape: tuple[int, 
     """Step 5 with drawn parameters: M~ in [0, 1], 1 in the inner core, soft edge outside."""
     height, width = (out_shape or mask.shape)[:2]
     k1, k2 = params.kernel1, params.kernel2
-    small = cv2.resize(mask.astype(np.float32, copy=False), (params.width, params.height), interpolation=cv2.INTER_LINEAR)
+    small = cv2.resize(mask.astype(np.float32, copy=False), (params.width, params.height),
+                       interpolation=cv2.INTER_LINEAR)
     small = cv2.GaussianBlur(small, (k1, k1), 0)
     peak = float(small.max())
     if peak <= 0.0:

@@ -15,7 +15,8 @@ from mfrn.data.manifest import Manifest
 from mfrn.synth.clip_dataset import ClipPairDataset, select_clips
 
 
-def clip_datasets(config: Config, manifest: Manifest, prepared: Path, device: str) -> tuple[ClipPairDataset, ClipPairDataset]:
+def clip_datasets(config: Config, manifest: Manifest, prepared: Path,
+                  device: str) -> tuple[ClipPairDataset, ClipPairDataset]:
     """Training and validation clip pairs (validation fixed across epochs, as for frames)."""
     data = config.data
     train_clips = select_clips(manifest, "train", config.clip, data.val_fraction, data.faces_per_frame)

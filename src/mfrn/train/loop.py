@@ -244,7 +244,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         if overwrite:
             for path in clear_run(out_dir):
                 print(f"--overwrite: removed {path} of the earlier run")
-        print(f"train: {len(train_set)} {'clips' if temporal else 'faces'} ({len(train_faces)} train / {len(val_faces)} val), "
+        print(f"train: {len(train_set)} {'clips' if temporal else 'faces'} ({len(train_faces)} train / "
+              f"{len(val_faces)} val), "
               f"{steps_per_epoch} steps/epoch x {config.train.epochs} epochs, batch {config.data.batch_size}+"
               f"{config.data.batch_size} ({per_process}+{per_process} on each of {dist_info.world_size} process(es)), "
               f"device {device}, amp {config.train.amp}")
