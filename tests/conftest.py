@@ -93,3 +93,25 @@ def tiny_checkpoint(tmp_path_factory):
     save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(config),
                            "preprocessing": {"input_size": 64, "prepare": {"detector": "dlib", "landmarker": "dlib"}}})
     return path
+
+
+TINY_TEMPORAL = TINY_MODEL + ["model.temporal=tcn", "model.temporal_dim=8", "model.temporal_heads=2",
+                              "model.temporal_layers=1", "clip.length=3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_temporal_checkpoint(tmp_path_factory):
+    """An (untrained) tiny MFRN + temporal head (clips of 3 frames), for the temporal inference plumbing."""
+    import torch
+
+    from mfrn.checkpoint import save_checkpoint
+    from mfrn.config import config_to_dict, load_config
+    from mfrn.models import build_model
+
+    config = load_config(None, TINY_TEMPORAL + ["eval.n_frames=2", "eval.batch_size=6", "eval.clips_per_video=2"])
+    torch.manual_seed(0)
+    model = build_model(config.model)
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny_temporal.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(config),
+                           "preprocessing": {"input_size": 64, "prepare": {"detector": "dlib", "landmarker": "dlib"}}})
+    return path

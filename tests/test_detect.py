@@ -48,7 +48,7 @@ def test_detect_writes_json_csv_and_overlays(sample_media, tiny_checkpoint, tmp_
     assert data["skipped"] and data["skipped"][0]["path"].endswith("empty.mp4")
     assert data["skipped"][0]["error"] == "empty file (0 bytes)"
     image_result, video_result = data["results"]
-    assert image_result["schema_version"] == 1 and image_result["status"] == "ok"
+    assert image_result["schema_version"] == 2 and image_result["status"] == "ok"
     assert image_result["kind"] == "image" and len(image_result["frames"][0]["faces"]) == 1
     assert 0.0 <= image_result["score"] <= 1.0 and image_result["label"] in ("real", "fake")
     assert video_result["kind"] == "video" and video_result["n_frames"] == 2  # the checkpoint's protocol

@@ -38,7 +38,7 @@ class DetectSummary:
             else:
                 sign = ">=" if r["label"] == "fake" else "<"
                 line = f"{r['path']}: {r['label'].upper()} (P(fake) = {r['score']:.3f} {sign} {r['threshold']:.3g}; {frames})"
-            lines.append(line + (f"; {r['warning']}" if r["warning"] else ""))
+            lines.append(line + _temporal_text(r) + (f"; {r['warning']}" if r["warning"] else ""))
         lines += [f"{r['path']}: skipped ({r['error']})" for r in self.failures]
         counts = {label: sum(r["label"] == label for r in self.results) for label in ("real", "fake", "no_face")}
         lines.append(f"{len(self.results)} scored ({counts['fake']} fake, {counts['real']} real, {counts['no_face']} "
@@ -47,6 +47,18 @@ class DetectSummary:
                      + ("" if self.complete else "; interrupted: the rest is not done, a rerun resumes"))
         lines.append(f"results: {self.out_dir / 'results.json'}, {self.out_dir / 'results.csv'}")
         return "\n".join(lines)
+
+
+def _temporal_text(record: dict) -> str:
+    """A temporal checkpoint's clip score beside the frame verdict: "; temporal P(fake) = ... over k/K clips"."""
+    temporal = record.get("temporal")
+    if not temporal:
+        return ""
+    if temporal["score"] is None:
+        reason = temporal.get("warning") or "no face tracked through a whole clip"
+        return f"; temporal: no score ({reason})"
+    return (f"; temporal P(fake) = {temporal['score']:.3f} over {temporal['n_clips_scored']}/{temporal['n_clips']} "
+            f"clips of {temporal['clip_length']} frames")
 
 
 def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -71,9 +83,9 @@ def run_detect(inputs: Sequence[Path], checkpoint: Path, out_dir: Path, device: 
     from mfrn.data.manifest import safe_name
     from mfrn.inference import Detector
     from mfrn.inference.batching import score_media
-    from mfrn.inference.overlays import write_overlay
+    from mfrn.inference.overlays import timeline_image, write_overlay
     from mfrn.inference.writers import ResultStream, run_header, write_results
-    from mfrn.io_utils import ensure_output_dir
+    from mfrn.io_utils import atomic_write_image, ensure_output_dir
     from mfrn.weights import check_device
 
     out_dir = ensure_output_dir(out_dir)
@@ -108,6 +120,9 @@ def run_detect(inputs: Sequence[Path], checkpoint: Path, out_dir: Path, device: 
                     stem = out_dir / "overlays" / safe_name(str(scored.item))
                     result.overlay = str(write_overlay(stem, result, [f.image for f in scored.frames],
                                                        detector.pixel_threshold))
+                    if result.kind == "video":  # frame scores over time, and the temporal head's clip scores
+                        result.timeline = f"{stem}_timeline.png"
+                        atomic_write_image(Path(result.timeline), timeline_image(result))
                 stream.write(_key(scored.item), result.to_json())
                 bar.update(1)
         except KeyboardInterrupt:  # what is done stays done: finished below, and a rerun resumes

@@ -201,3 +201,27 @@ def test_eval_output_file_and_missing_gpu_are_one_line(tiny_checkpoint, tmp_path
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "no CUDA GPU is visible" in err
+
+
+def test_eval_of_a_temporal_checkpoint_puts_frame_mean_and_temporal_side_by_side(ffpp_tree, tiny_temporal_checkpoint,
+                                                                                   tmp_path, capsys):
+    root, records, broken = ffpp_tree
+    out = tmp_path / "eval"
+    args = ["eval", "-m", str(tiny_temporal_checkpoint), "--dataset", "ffpp", "--root", str(root), "--reader-option",
+            "compression=c23", "-o", str(out), "--bootstrap", "20", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "temporal: 2 clips of 3 consecutive frames per video" in printed
+    frame_rows = {r["key"]: r for r in _rows(out / "ffpp" / "videos.csv")}
+    temporal_rows = {r["key"]: r for r in _rows(out / "ffpp" / "temporal_videos.csv")}
+    ok = {key for key, row in frame_rows.items() if row["status"] == "ok"}
+    assert set(temporal_rows) == ok and broken.key not in temporal_rows  # the same videos
+    for key in ok:
+        row = temporal_rows[key]
+        assert row["n_frames"] == "2" and row["n_frames_with_face"] == "2" and 0 <= float(row["score"]) <= 1
+        assert row["label"] == frame_rows[key]["label"]
+    table = (out / "ffpp" / "temporal_vs_frame_mean.md").read_text(encoding="utf-8")
+    assert "| frame mean (frame detector) |" in table and "| temporal head (clips) |" in table
+    assert "Frame mean vs temporal head" in printed
+    assert main(args) == 0  # a resumed run adds no temporal row twice
+    assert len(_rows(out / "ffpp" / "temporal_videos.csv")) == len(temporal_rows)

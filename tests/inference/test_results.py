@@ -15,7 +15,8 @@ from mfrn.inference.results import (
 )
 
 RECORD_KEYS = {"schema", "schema_version", "path", "kind", "status", "label", "score", "threshold", "threshold_rule",
-               "no_face", "n_frames", "n_frames_with_face", "warning", "error", "protocol", "overlay", "frames"}
+               "no_face", "n_frames", "n_frames_with_face", "warning", "error", "protocol", "overlay", "temporal",
+               "timeline", "frames"}
 
 
 def _result(frames, score, threshold=0.4, **kwargs) -> MediaResult:
@@ -35,7 +36,7 @@ def test_a_scored_video_record_per_file_frame_and_face():
               FrameResult(12, [], time=0.5, score=None)]
     record = result_record(_result(frames, 0.7, warning="partly readable: scored 2 of 4 sampled frames (x)"))
     assert set(record) == RECORD_KEYS
-    assert record["schema"] == RESULT_SCHEMA and record["schema_version"] == RESULT_SCHEMA_VERSION == 1
+    assert record["schema"] == RESULT_SCHEMA and record["schema_version"] == RESULT_SCHEMA_VERSION == 2
     assert record["status"] == "ok" and record["label"] == "fake" and record["score"] == 0.7
     assert record["threshold"] == 0.4 and record["threshold_rule"] == "EER on validation"
     assert record["warning"].startswith("partly readable") and record["error"] is None

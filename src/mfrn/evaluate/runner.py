@@ -18,6 +18,9 @@ from mfrn.evaluate.scores import FrameScoreWriter, ScoreWriter, VideoResult, ite
 MISSING_REASON = "listed by the dataset's label or split file but not on disk"
 
 
+TEMPORAL_VIDEO_CSV, TEMPORAL_CLIP_CSV = "temporal_videos.csv", "temporal_clips.csv"
+
+
 @dataclass
 class EvalRun:
     dataset: str
@@ -27,6 +30,9 @@ class EvalRun:
     skipped_done: int
     failed: int
     missing: int = 0  # listed videos that are not on disk (recorded as status "missing")
+    # a temporal checkpoint's clip scores, in the score files' format (a row per video, one per clip)
+    temporal_video_csv: Path | None = None
+    temporal_clip_csv: Path | None = None
 
 
 @dataclass
@@ -97,6 +103,7 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
     def localised(record) -> bool:
         return localisation is not None and getattr(record, "mask_path", None) is not None
 
+    temporal = _TemporalWriters(out_dir, part, detector) if detector.temporal_model is not None else None
     with ScoreWriter(video_csv, protocol=protocol.describe()) as writer, FrameScoreWriter(frame_csv) as frame_writer:
         done = writer.done_keys()  # failed videos are recorded with their reason, not retried
 
@@ -135,6 +142,8 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
                 if scored.frames is not None:
                     _localise(localisation, record, scored.frames, result.frames)
                 frame_scores = [frame.score for frame in result.frames]
+                if temporal is not None:  # before the video's row, which marks it done
+                    temporal.write(record, dataset, result.temporal)
                 writer.write(VideoResult(key=record.key, dataset=dataset, method=record.method, label=int(record.label),
                                          score=float(result.protocol_score), n_frames=result.n_frames,
                                          n_frames_with_face=result.n_frames_with_face, no_face=result.no_face,
@@ -144,25 +153,56 @@ def score_records(detector, records: Iterable, out_dir: Path, dataset: str, pert
             bar.update(1)
         write_missing()
         bar.close()
+    if temporal is not None:
+        temporal.close()
     if world > 1:
         video_csv, frame_csv = _merge_parts(out_dir, world, protocol.describe())
-    return EvalRun(dataset, video_csv, frame_csv, counts["scored"], counts["skipped"], counts["failed"], counts["missing"])
+        if temporal is not None:
+            _merge_parts(out_dir, world, detector.describe_temporal(), (TEMPORAL_VIDEO_CSV, TEMPORAL_CLIP_CSV))
+    run = EvalRun(dataset, video_csv, frame_csv, counts["scored"], counts["skipped"], counts["failed"], counts["missing"])
+    if temporal is not None:
+        run.temporal_video_csv, run.temporal_clip_csv = out_dir / TEMPORAL_VIDEO_CSV, out_dir / TEMPORAL_CLIP_CSV
+    return run
 
 
-def _merge_parts(out_dir: Path, world: int, protocol: str) -> tuple[Path, Path]:
+class _TemporalWriters:
+    """The temporal head's scores of a run: one row per video (its clips as the "frames") and one per clip."""
+
+    def __init__(self, out_dir: Path, part: str, detector) -> None:
+        stem = lambda name: out_dir / name.replace(".csv", f"{part}.csv")  # noqa: E731
+        self.videos = ScoreWriter(stem(TEMPORAL_VIDEO_CSV), protocol=detector.describe_temporal())
+        self.clips = FrameScoreWriter(stem(TEMPORAL_CLIP_CSV))
+
+    def write(self, record, dataset: str, temporal) -> None:
+        if self.videos.status_of(record.key) == "ok":  # a resumed run that stopped between the two rows
+            return
+        scores = [clip.score for clip in temporal.clips]
+        self.videos.write(VideoResult(key=record.key, dataset=dataset, method=record.method, label=int(record.label),
+                                      score=float(temporal.protocol_score), n_frames=len(scores),
+                                      n_frames_with_face=temporal.n_scored, no_face=temporal.score is None,
+                                      reason=temporal.warning or "", frame_scores=scores))
+        self.clips.write_video(record.key, [clip.frames[0] for clip in temporal.clips], scores)
+
+    def close(self) -> None:
+        self.videos.close()
+        self.clips.close()
+
+
+def _merge_parts(out_dir: Path, world: int, protocol: str,
+                 names: tuple[str, str] = ("videos.csv", "frames.csv")) -> tuple[Path, Path]:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-    video_csv, frame_csv = out_dir / "videos.csv", out_dir / "frames.csv"
+    video_csv, frame_csv = out_dir / names[0], out_dir / names[1]
     if int(os.environ.get("RANK", 0)) == 0:
         for target in (video_csv, frame_csv):
             target.unlink(missing_ok=True)
         with ScoreWriter(video_csv, protocol=protocol) as writer, FrameScoreWriter(frame_csv) as frame_writer:
             for rank in range(world):
-                for result in iter_scores(out_dir / f"videos.rank{rank}.csv"):
+                for result in iter_scores(out_dir / names[0].replace(".csv", f".rank{rank}.csv")):
                     writer.write(result)
-                for key, frames in read_frame_scores(out_dir / f"frames.rank{rank}.csv").items():
+                for key, frames in read_frame_scores(out_dir / names[1].replace(".csv", f".rank{rank}.csv")).items():
                     indices = sorted(frames)
                     frame_writer.write_video(key, indices, [frames[i] for i in indices])
     if dist.is_available() and dist.is_initialized():
@@ -214,6 +254,17 @@ def _one_class_report(name: str, summary, video_csv: Path, out: Path, detector) 
           "\n".join(table.markdown.splitlines()[:24]) + f"\n... ({len(table.rows)} videos in {out / name / 'per_video.md'})")
 
 
+def _temporal_report(name: str, summary, run: EvalRun, out: Path, detector, bootstrap: int) -> None:
+    """A temporal checkpoint: the frame-mean video AUC and the temporal one, side by side on the same videos."""
+    from mfrn.evaluate.tables import evaluate_scores, temporal_comparison_table
+
+    temporal = evaluate_scores(run.temporal_video_csv, run.temporal_clip_csv, bootstrap=bootstrap, dataset=name,
+                               protocol=detector.describe_temporal())
+    table = temporal_comparison_table(summary, temporal)
+    table.save(out / "temporal_vs_frame_mean")
+    print(table.markdown)
+
+
 def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
     from mfrn.config_schema import apply_overrides, from_dict, to_dict
     from mfrn.data.readers import build_reader
@@ -228,6 +279,8 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
     is_main = int(os.environ.get("RANK", 0)) == 0
     if is_main:
         print(detector.protocol.describe())
+        if detector.temporal_model is not None:
+            print(detector.describe_temporal())
         print(detector.describe_calibration())
     if args.perturb and args.perturb not in PERTURBATIONS:
         raise ValueError(f"--perturb {args.perturb!r}: known families are {', '.join(sorted(PERTURBATIONS))}")
@@ -262,6 +315,8 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
             print(f"{name}{'' if level == 0 else f' {args.perturb} level {level}'}: {run.scored} scored, "
                   f"{run.skipped_done} already done, {run.failed} failed{missing}; "
                   f"video AUC {_auc_text(summary.overall.video)}")
+            if run.temporal_video_csv is not None and summary.n_scored:
+                _temporal_report(name, summary, run, sub, detector, args.bootstrap)
             if level == 0 and summary.n_scored and not summary.overall.video.valid:
                 _one_class_report(name, summary, run.video_csv, out, detector)
         if accumulator is not None and is_main:

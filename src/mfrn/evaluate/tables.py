@@ -383,3 +383,24 @@ def per_video_table(results: list[VideoResult], dataset: str, threshold: float, 
              "no-face score, not a verdict)"]
     return Table(f"Per-video scores ({dataset})", ["video", "label", "score", "verdict", "frames with a face"],
                  rows, notes)
+
+
+def temporal_comparison_table(frame_mean: EvalSummary, temporal: EvalSummary) -> Table:
+    """A temporal checkpoint on one dataset: the frame detector's frame-mean video score and the temporal head's
+    clip-mean video score, side by side on the same videos (every fake method against every real video)."""
+    rows = []
+    for label, summary, unit, missing in (
+        ("frame mean (frame detector)", frame_mean, "frame", frame_mean.n_no_face),
+        ("temporal head (clips)", temporal, "clip", temporal.n_no_face),
+    ):
+        result = summary.overall
+        v, f = result.video, result.frame
+        rows.append([label, str(v.n_real), str(v.n_fake), _rank_cell(v.auc, v), ONE_CLASS if v.reason else _ci(v.auc_ci),
+                     _rank_cell(v.ap, v), _rank_cell(v.eer, v), f"{unit} {_rank_cell(f.auc if f else None, f)}",
+                     str(missing)])
+    notes = [frame_mean.protocol, temporal.protocol,
+             "videos without a score (no face / no face tracked through a whole clip) get the protocol's no-face "
+             "score and are included", _COMMON_NOTE]
+    return Table(_title("Frame mean vs temporal head: video AUC on the same videos", frame_mean),
+                 ["video score", "n_real", "n_fake", "video AUC", "video AUC 95% CI", "video AP", "video EER",
+                  "frame / clip AUC", "videos without a score"], rows, notes)

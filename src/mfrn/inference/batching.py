@@ -72,6 +72,7 @@ class _InFlight:
     kind: str | None = None
     frames: list[Frame] | None = None
     pending: Any = None  # PendingFaces
+    clips: Any = None  # PendingClips of a temporal detector
     warning: str | None = None
     error: str | None = None
 
@@ -108,6 +109,8 @@ def score_media(
         video.kind, video.warning = media.kind, media.warning
         video.pending = detector.collect_faces((f.index, f.image, f.time) for f in frames)
         video.frames = frames if keep(item) else None
+        if detector.temporal_model is not None:
+            video.clips = detector.collect_clips(path, transform)
         return video
 
     def flush(batch: list[_InFlight]) -> Iterator[ScoredMedia]:
@@ -124,7 +127,10 @@ def score_media(
             frames = detector.assign_scores(video.pending, scores[offset:offset + n], *maps,
                                             keep_maps=video.frames is not None)
             offset += n
-            yield ScoredMedia(video.item, detector.aggregate(video.path, video.kind, frames, video.warning), video.frames)
+            result = detector.aggregate(video.path, video.kind, frames, video.warning)
+            if video.clips is not None:
+                result.temporal = detector.score_clips(video.clips)
+            yield ScoredMedia(video.item, result, video.frames)
 
     batch: list[_InFlight] = []
     n_crops = 0

@@ -30,6 +30,8 @@ class DetectorSpec:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     calibration: Calibration | None = None
     mfrn_version: str | None = None
+    clip_length: int = 0  # a temporal checkpoint's clip.length (0: a frame detector)
+    clip_min_iou: float = 0.3  # and the overlap that tracks a face through a clip (clip.min_track_iou)
 
     @property
     def input_size(self) -> int:
@@ -63,11 +65,16 @@ def read_spec(state: dict[str, Any], path: Path) -> DetectorSpec:
     model.pretrained = False  # the checkpoint has the weights; never fetch anything
     model.pretrained_file = None
     preprocessing = state.get("preprocessing") or {}
+    clip = config.get("clip") if isinstance(config.get("clip"), dict) else {}
+    if model.temporal != "off" and not clip.get("length"):
+        raise CheckpointError(f"{path}: a temporal model (model.temporal {model.temporal}) without clip.length")
     return DetectorSpec(
         path=path, model=model, crop=_section(config, "sbi.crop", CropConfig, path),
         protocol=_section(config, "eval", ProtocolConfig, path),
         preprocessing=dict(preprocessing) if isinstance(preprocessing, dict) else {},
         calibration=read_calibration(state, path), mfrn_version=state.get("mfrn_version"),
+        clip_length=int(clip.get("length", 0)) if model.temporal != "off" else 0,
+        clip_min_iou=float(clip.get("min_track_iou", 0.3)),
     )
 
 

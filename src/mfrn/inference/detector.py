@@ -42,9 +42,19 @@ class Detector:
 
     def __init__(self, model: torch.nn.Module, crop: CropConfig, protocol: ProtocolConfig,
                  preprocessing: dict | None = None, calibration: Calibration | None = None,
-                 device: str | torch.device = "cpu", analyzer=None, source: str = "") -> None:
+                 device: str | torch.device = "cpu", analyzer=None, source: str = "", clip_length: int = 0,
+                 clip_min_iou: float = 0.3) -> None:
+        from mfrn.models.temporal import TemporalDetector
+
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        model = model.eval().to(self.device)
+        # a temporal model: its frame detector scores the frames (the timeline), the whole model the clips
+        self.temporal_model = model if isinstance(model, TemporalDetector) else None
+        self.model = model.frame if self.temporal_model is not None else model
+        if self.temporal_model is not None and clip_length < 1:
+            raise ValueError("a temporal model needs clip_length (the clip.length it was trained on)")
+        self.clip_length = clip_length
+        self.clip_min_iou = clip_min_iou
         self.crop = crop
         self.protocol = protocol
         self.preprocessing = dict(preprocessing or {})
@@ -67,7 +77,16 @@ class Detector:
             "threshold_rule": self.threshold_rule,
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
             "mfrn_version": self.spec.mfrn_version if self.spec is not None else None,
+            "temporal": self.describe_temporal(),
         }
+
+    def describe_temporal(self) -> str | None:
+        """The temporal protocol's line for a temporal checkpoint, None for a frame detector."""
+        if self.temporal_model is None:
+            return None
+        from mfrn.inference.temporal import describe
+
+        return describe(self.clip_length, self.protocol.clips_per_video)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, protocol: ProtocolConfig | None = None,
@@ -80,7 +99,8 @@ class Detector:
         torch_device = check_device(device)
         model, spec = load_detector_checkpoint(path)
         detector = cls(model, spec.crop, protocol or spec.protocol, spec.preprocessing, spec.calibration,
-                       torch_device, analyzer, source=str(path))
+                       torch_device, analyzer, source=str(path), clip_length=spec.clip_length,
+                       clip_min_iou=spec.clip_min_iou)
         detector.spec = spec
         if warn_uncalibrated and spec.calibration is None:
             warnings.warn(detector.describe_calibration(), UncalibratedCheckpointWarning, stacklevel=2)
@@ -221,7 +241,22 @@ class Detector:
 
         media = decode_media(Path(path), self.protocol.n_frames)
         results = self.score_frames(((f.index, f.image, f.time) for f in media.frames), keep_maps=keep_maps)
-        return self.aggregate(str(path), media.kind, results, media.warning)
+        result = self.aggregate(str(path), media.kind, results, media.warning)
+        result.temporal = self.score_clips(self.collect_clips(path)) if self.temporal_model is not None else None
+        return result
+
+    # -- clips (temporal checkpoints) --------------------------------------------------------------
+    def collect_clips(self, path: str | Path, transform=None):
+        """A video's clips, faces tracked through them and cropped (``mfrn.inference.temporal``)."""
+        from mfrn.inference.temporal import collect_clips
+
+        return collect_clips(self, path, transform)
+
+    def score_clips(self, pending):
+        """The temporal head on collected clips -> ``TemporalResult``."""
+        from mfrn.inference.temporal import score_clips
+
+        return score_clips(self, pending)
 
     def __call__(self, image_or_path) -> MediaResult:
         if isinstance(image_or_path, np.ndarray):

@@ -140,3 +140,39 @@ def write_overlay(stem: Path, result: MediaResult, images: Sequence[np.ndarray],
     target = Path(f"{stem}.mp4")
     write_video(target, drawn_frames, fps=max(1.0, min(8.0, len(drawn_frames) / 4.0)))
     return target
+
+
+def timeline_image(result: MediaResult, width: int = 720, height: int = 220) -> np.ndarray:
+    """A video's scores over its frames: each sampled frame's P(fake) (dots, joined), the threshold (grey), and
+    for a temporal checkpoint each clip's temporal P(fake) as a bar over the frames it spans (blue)."""
+    image = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 40, width - 10, 28, height - 24
+    clips = result.temporal.clips if result.temporal is not None else []
+    last = max([f.index for f in result.frames] + [c.frames[-1] for c in clips] + [1])
+    x_of = lambda index: int(round(left + (right - left) * index / last))  # noqa: E731
+    y_of = lambda score: int(round(bottom - (bottom - top) * float(score)))  # noqa: E731
+    cv2.rectangle(image, (left, top), (right, bottom), (0, 0, 0), 1)
+    for value in (0.0, 0.5, 1.0):
+        cv2.putText(image, f"{value:.1f}", (4, y_of(value) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.line(image, (left, y_of(result.threshold)), (right, y_of(result.threshold)), _GREY, 1)
+    for clip in clips:
+        if clip.score is not None:
+            cv2.rectangle(image, (x_of(clip.frames[0]), y_of(clip.score) - 2), (max(x_of(clip.frames[-1]),
+                          x_of(clip.frames[0]) + 3), y_of(clip.score) + 2), (40, 90, 230), -1)
+    points = [(x_of(f.index), y_of(f.score)) for f in result.frames if f.score is not None]
+    for a, b in zip(points, points[1:]):
+        cv2.line(image, a, b, (120, 120, 120), 1, cv2.LINE_AA)
+    for point in points:
+        colour = _RED if (point[1] <= y_of(result.threshold)) else _GREEN
+        cv2.circle(image, point, 3, colour, -1, cv2.LINE_AA)
+    frame_text = "frame mean n/a" if result.score is None else f"frame mean {result.score:.3f}"
+    temporal = result.temporal
+    text = f"P(fake): {frame_text} (dots: frames)"
+    if temporal is not None:
+        text += ("; temporal n/a" if temporal.score is None else
+                 f"; temporal {temporal.score:.3f} (bars: {temporal.n_scored}/{len(temporal.clips)} clips of "
+                 f"{temporal.clip_length} frames)")
+    cv2.putText(image, text, (left, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, f"frame 0 .. {last}", (left, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return image

@@ -22,14 +22,16 @@ class ProtocolConfig:
     no_face_score: float = 0.5
     tta_flip: bool = False
     batch_size: int = 32
+    # temporal checkpoints (model.temporal): clips of the checkpoint's clip.length frames per video, evenly spaced
+    clips_per_video: int = 4
 
     def __post_init__(self) -> None:
         if self.face_aggregation not in FACE_AGGREGATIONS:
             raise ValueError(f"face_aggregation must be one of {FACE_AGGREGATIONS}, got {self.face_aggregation!r}")
         if self.frame_aggregation not in FRAME_AGGREGATIONS:
             raise ValueError(f"frame_aggregation must be one of {FRAME_AGGREGATIONS}, got {self.frame_aggregation!r}")
-        if self.n_frames < 1 or self.top_k < 1 or self.batch_size < 1:
-            raise ValueError("n_frames, top_k and batch_size must be >= 1")
+        if self.n_frames < 1 or self.top_k < 1 or self.batch_size < 1 or self.clips_per_video < 1:
+            raise ValueError("n_frames, top_k, batch_size and clips_per_video must be >= 1")
         if not 0.0 <= self.min_face_area_ratio <= 1.0:
             raise ValueError(f"min_face_area_ratio must be in [0, 1], got {self.min_face_area_ratio}")
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 RESULT_SCHEMA = "mfrn-media-result"
-RESULT_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2  # 2: "temporal" (a temporal checkpoint's clip scores, else null) and "timeline" (a plot)
 
 REAL, FAKE, NO_FACE = "real", "fake", "no_face"
 LABELS = (REAL, FAKE, NO_FACE)
@@ -67,6 +67,8 @@ class MediaResult:
     warning: str | None = None  # a scored file's caveat (for example: only part of a video decoded)
     protocol_score: float | None = None  # what the evaluation protocol counts (no face -> its no-face score)
     overlay: str | None = None  # the overlay file written for it, if any
+    temporal: Any = None  # a temporal checkpoint's ``TemporalResult`` (clips and their scores), else None
+    timeline: str | None = None  # the timeline plot written for a video (frame scores, clip scores), if any
 
     @classmethod
     def failed(cls, path: str, reason: str, threshold: float, protocol: str, threshold_rule: str = "",
@@ -115,6 +117,8 @@ def result_record(result: MediaResult) -> dict[str, Any]:
         "error": result.error,
         "protocol": result.protocol,
         "overlay": result.overlay,
+        "temporal": result.temporal.to_json() if result.temporal is not None else None,
+        "timeline": result.timeline,
         "frames": [
             {
                 "index": int(frame.index),
