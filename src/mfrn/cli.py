@@ -207,7 +207,6 @@ def _training_reals(prepared: Path, stage: str, purpose: str, val_fraction: floa
 def _run_synth_preview(args) -> int:
     from mfrn.io_utils import ensure_output_dir
     from mfrn.synth.preview import write_previews
-    from mfrn.synth.rbi import missing_generator
     from mfrn.synth.sbi import SelfBlender
 
     config = _load_config(args)
@@ -227,6 +226,8 @@ def _run_synth_preview(args) -> int:
 
 def _preview_reconstructor(args, config):
     """The generator for the previews' RBI columns, or None (SBI only, and the line that says how to add it)."""
+    from mfrn.synth.rbi import missing_generator
+
     if config.rbi.source == "off":
         return None
     if missing_generator(config.rbi):
