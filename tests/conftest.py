@@ -115,3 +115,19 @@ def tiny_temporal_checkpoint(tmp_path_factory):
     save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(config),
                            "preprocessing": {"input_size": 64, "prepare": {"detector": "dlib", "landmarker": "dlib"}}})
     return path
+
+
+@pytest.fixture(scope="session")
+def prepared_clips(sample_media, tmp_path_factory):
+    """Real face clips prepared once per session (mfrn prepare --clip-length 4 --clips-per-video 6): two sample
+    videos of two people for training, a third person's video for validation."""
+    from mfrn.data.prepare import PrepareConfig, WorkItem, run_prepare
+
+    out = tmp_path_factory.mktemp("prepared_clips")
+    items = [WorkItem(key=f"test/train/{p.stem}", path=str(p), split="train", label=0)
+             for p in (sample_media.single_face_video_long, sample_media.face_then_no_face_video)]
+    items.append(WorkItem(key=f"test/val/{sample_media.single_face_video.stem}", path=str(sample_media.single_face_video),
+                          split="val", label=0))
+    summary = run_prepare(items, out, PrepareConfig(clip_length=4, clips_per_video=6), workers=2, progress=False)
+    assert summary.failed == 0, summary.format()
+    return out

@@ -29,6 +29,13 @@ def _add_prepare(sub) -> None:
     p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for the dataset reader, e.g. compression=raw (repeatable)")
     p.add_argument("--frames", type=int, default=None, help="evenly spaced frames per video (default 32)")
+    p.add_argument("--clip-length", type=int, default=None, metavar="T",
+                   help="clips of T consecutive frames instead (for the temporal head), faces tracked through each "
+                        "clip; 0 = single frames (the default)")
+    p.add_argument("--clips-per-video", type=int, default=None, metavar="K",
+                   help="with --clip-length: K clips evenly spaced over each video (default 4)")
+    p.add_argument("--clip-stride", type=int, default=None, help="with --clip-length: frames between clip frames "
+                   "(default 1: consecutive)")
     p.add_argument("--detector", default=None, help="face detector backend: dlib (default) | mtcnn | retinaface")
     p.add_argument("--landmarker", default=None, help="landmark backend: dlib (default) | dlib81")
     p.add_argument("--detector-weights", type=Path, help="weights file for the detector (retinaface: Resnet50_Final.pth)")
@@ -73,7 +80,8 @@ def _run_prepare(args) -> int:
 
     section = _load_config(args).prepare if (args.config or args.overrides) else PrepareSection()
     given = {"dataset": args.dataset, "real_only": args.real_only, "n_frames": args.frames, "detector": args.detector,
-             "landmarker": args.landmarker, "crop_format": args.crop_format, "max_pixels": args.max_pixels}
+             "landmarker": args.landmarker, "crop_format": args.crop_format, "max_pixels": args.max_pixels,
+             "clip_length": args.clip_length, "clips_per_video": args.clips_per_video, "clip_stride": args.clip_stride}
     # replace() checks the settings (PrepareConfig.__post_init__) before anything is read or written
     section = replace(section, **{key: value for key, value in given.items() if value is not None})
     section.splits = parse_splits(args.split if args.split is not None else section.splits)

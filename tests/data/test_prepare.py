@@ -226,3 +226,37 @@ def test_detect_size_sets_each_backends_working_size():
     with pytest.raises(ValueError, match="the mtcnn detector has no working size"):
         detector_kwargs_from_options("mtcnn", {}, detect_size=320)
     assert detector_kwargs_from_options("dlib", {}, device="cpu") == {}  # dlib runs on the CPU; cpu is no news
+
+
+def test_prepare_clips_stores_consecutive_frames_clip_numbers_and_tracks(prepared_clips, sample_media):
+    records = {r.key: r for r in Manifest(prepared_clips).records()}
+    long_video = records[f"test/train/{sample_media.single_face_video_long.stem}"]
+    by_clip: dict[int, list] = {}
+    for frame in long_video.frames:
+        by_clip.setdefault(frame.clip, []).append(frame)
+    assert sorted(by_clip) == list(range(6))  # 6 clips of 4 consecutive frames, evenly spaced over 472 frames
+    for frames in by_clip.values():
+        indices = [f.index for f in frames]
+        assert indices == list(range(indices[0], indices[0] + 4))
+        assert all(face.track is not None for f in frames for face in f.faces)
+        assert len({face.track for f in frames for face in f.faces}) == 1  # one person, one track
+    assert by_clip[0][0].index == 0 and by_clip[5][-1].index == 471
+    # the same settings resume; other clip settings in the same folder are refused
+    again = run_prepare([WorkItem(key=long_video.key, path=long_video.source)], prepared_clips,
+                        PrepareConfig(clip_length=4, clips_per_video=6), progress=False)
+    assert again.skipped_existing == 1
+    with pytest.raises(ValueError, match="clip_length"):
+        run_prepare([], prepared_clips, PrepareConfig(clip_length=8, clips_per_video=6), progress=False)
+    with pytest.raises(ValueError, match="clip_stride"):
+        PrepareConfig(clip_length=4, clip_stride=0)
+
+
+def test_clip_frames_are_decoded_by_seeking(sample_media):
+    from mfrn.data.clips import clip_frame_indices
+    from mfrn.data.frames import DecodeStats, read_media_frames
+
+    stats = DecodeStats()
+    info, frames = read_media_frames(sample_media.single_face_video_long, 0, stats=stats,
+                                     pick=lambda n: [i for c in clip_frame_indices(n, 4, 3) for i in c])
+    assert [f.index for f in frames] == [0, 1, 2, 3, 234, 235, 236, 237, 468, 469, 470, 471]
+    assert stats.n_seeks >= 2 and stats.n_decoded < info.n_frames / 2, stats  # not the whole video

@@ -114,3 +114,42 @@ def test_frame_statistics_and_clip_loss_weights(clips):
     torch.testing.assert_close(both.total, both.cls + frame.total)
     assert isinstance(build_criterion(LossConfig(), True), ClipLoss)
     assert isinstance(build_criterion(LossConfig(), False), DetectionLoss)
+
+
+def _flicker_clips(n: int, length: int, dim: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame features of n clips: a person vector plus a little noise; the fakes (label 1) also flicker
+    along one direction, +a / -a from frame to frame, so their time average is the reals' (no frame-mean cue)."""
+    person = torch.randn(n, 1, dim, generator=generator)
+    features = person + 0.05 * torch.randn(n, length, dim, generator=generator)
+    labels = torch.arange(n) % 2
+    direction = torch.nn.functional.normalize(torch.randn(dim, generator=generator), dim=0)
+    sign = torch.tensor([(-1.0) ** t for t in range(length)])
+    features = features + 0.5 * labels[:, None, None] * sign[None, :, None] * direction
+    return features, labels
+
+
+@pytest.mark.parametrize("temporal", ["transformer", "tcn"])
+def test_the_head_learns_a_flicker_that_the_frame_mean_cannot_see(temporal):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from mfrn.models.temporal import TemporalHead
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    dim, length = 16, 6
+    head = TemporalHead(dim, tiny_temporal(temporal=temporal, temporal_dim=32, temporal_heads=4, temporal_dropout=0.0))
+    optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
+    for _ in range(250):  # the transformer needs about 200 steps here, the TCN about 100
+        features, labels = _flicker_clips(32, length, dim, generator)
+        loss = torch.nn.functional.cross_entropy(head(features), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    test, test_labels = _flicker_clips(200, length, dim, generator)
+    with torch.no_grad():
+        scores = torch.softmax(head.eval()(test), dim=1)[:, 1]
+    assert roc_auc_score(test_labels, scores) > 0.95
+    train_mean, train_labels = _flicker_clips(400, length, dim, generator)
+    frame_mean = LogisticRegression(max_iter=1000).fit(train_mean.mean(1), train_labels)
+    assert roc_auc_score(test_labels, frame_mean.predict_proba(test.mean(1))[:, 1]) < 0.65

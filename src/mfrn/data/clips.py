@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfrn.data.frames import evenly_spaced
-from mfrn.data.manifest import FaceSample, MediaRecord
+from mfrn.data.manifest import FaceSample, FrameRecord, MediaRecord
+
+TRACK_MIN_IOU = 0.3  # a face continues a track when its box overlaps the previous frame's by this IoU
 
 
 def clip_frame_indices(n_frames: int, length: int, count: int, stride: int = 1) -> list[list[int]]:
@@ -45,7 +47,7 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def track_boxes(frames: Sequence[Sequence[Sequence[float]]], min_iou: float = 0.3) -> list[list[int | None]]:
+def track_boxes(frames: Sequence[Sequence[Sequence[float]]], min_iou: float = TRACK_MIN_IOU) -> list[list[int | None]]:
     """Tracks through consecutive frames: ``tracks[k][t]`` is the index of track k's box in frame t, or None.
 
     Greedy by overlap: in each frame the pairs (track, box) are linked in decreasing IoU with the
@@ -70,6 +72,20 @@ def track_boxes(frames: Sequence[Sequence[Sequence[float]]], min_iou: float = 0.
         tracks.extend([None] * t + [j] for j in range(len(boxes)) if j not in taken)
         alive = [k for k, track in enumerate(tracks) if track[t] is not None]
     return tracks
+
+
+def assign_clips(frames: Sequence[FrameRecord], clips: Sequence[Sequence[int]], min_iou: float = TRACK_MIN_IOU) -> None:
+    """What ``mfrn prepare`` stores for clips: each frame's clip number, and per clip a track number on every
+    face (the same person, by box overlap, ``track_boxes``). Frames that did not decode are simply absent."""
+    by_index = {frame.index: frame for frame in frames}
+    for number, indices in enumerate(clips):
+        members = [by_index[i] for i in indices if i in by_index]
+        for frame in members:
+            frame.clip = number
+        for track_number, track in enumerate(track_boxes([[face.box for face in f.faces] for f in members], min_iou)):
+            for frame, j in zip(members, track):
+                if j is not None:
+                    frame.faces[j].track = track_number
 
 
 @dataclass
@@ -100,7 +116,7 @@ def _runs(record: MediaRecord, faces: Sequence[FaceSample]) -> list[list[list[Fa
     by_frame: dict[int, list[FaceSample]] = {}
     for face in faces:
         by_frame.setdefault(face.frame.index, []).append(face)
-    clip_of = {frame.index: getattr(frame, "clip", None) for frame in record.frames}
+    clip_of = {frame.index: frame.clip for frame in record.frames}
     runs: list[list[list[FaceSample]]] = []
     previous: int | None = None
     for index in sorted(by_frame):
@@ -115,14 +131,24 @@ def _runs(record: MediaRecord, faces: Sequence[FaceSample]) -> list[list[list[Fa
     return runs
 
 
-def clips_from_faces(faces: Sequence[FaceSample], length: int, min_iou: float = 0.3,
+def _stored_tracks(run: list[list[FaceSample]]) -> list[list[int | None]] | None:
+    """The tracks ``mfrn prepare`` stored for a run of frames (``FaceRecord.track``), or None if it stored none."""
+    if any(face.face.track is None for frame in run for face in frame):
+        return None
+    numbers = sorted({face.face.track for frame in run for face in frame})
+    return [[next((j for j, face in enumerate(frame) if face.face.track == number), None) for frame in run]
+            for number in numbers]
+
+
+def clips_from_faces(faces: Sequence[FaceSample], length: int, min_iou: float = TRACK_MIN_IOU,
                      clips_per_video: int = 0) -> list[ClipSample]:
     """Clips of ``length`` frames of one tracked face each, from faces of a manifest (any selection).
 
-    Within each run of frames (``FrameRecord.clip``, else consecutive indices) faces are tracked by
-    box overlap and every track is cut into non-overlapping clips of ``length`` frames (a remainder
-    shorter than ``length`` is not used); ``clips_per_video`` > 0 keeps that many per video, evenly
-    spaced. Clips come out sorted by video key, then by first frame.
+    Within each run of frames (``FrameRecord.clip``, else consecutive indices) faces follow the
+    tracks ``mfrn prepare`` stored, or are tracked here by box overlap, and every track is cut into
+    non-overlapping clips of ``length`` consecutive frames (a remainder shorter than ``length`` is
+    not used); ``clips_per_video`` > 0 keeps that many per video, evenly spaced. Clips come out
+    sorted by video key, then by first frame.
     """
     if length < 1:
         raise ValueError(f"clip length must be >= 1, got {length}")
@@ -134,7 +160,7 @@ def clips_from_faces(faces: Sequence[FaceSample], length: int, min_iou: float = 
         record = by_video[key][0].record
         clips = []
         for run in _runs(record, by_video[key]):
-            tracks = track_boxes([[face.face.box for face in frame] for frame in run], min_iou)
+            tracks = _stored_tracks(run) or track_boxes([[face.face.box for face in frame] for frame in run], min_iou)
             for track in tracks:
                 members = [run[t][j] if j is not None else None for t, j in enumerate(track)]
                 segment: list[FaceSample] = []

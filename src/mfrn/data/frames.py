@@ -15,7 +15,7 @@ naming the frames it could not decode, so the caller keeps the good frames and r
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -152,8 +152,11 @@ def read_media_frames(
     *,
     stats: DecodeStats | None = None,
     config: FrameSamplingConfig | None = None,
+    pick: Callable[[int], Sequence[int]] | None = None,
 ) -> tuple[VideoInfo, Iterator[Frame]]:
     """Info and ``n`` evenly spaced frames of a video; an image is one-frame media (frame 0).
+
+    ``pick`` chooses the frame indices from the video's frame count instead (clips of consecutive frames).
 
     The file is opened and probed here, so unreadable files raise at once; frames are decoded as
     the iterator is consumed (consume or close it to release the file).
@@ -169,7 +172,8 @@ def read_media_frames(
         frames = [Frame(index=0, image=image, pts=0, time=0.0)] if n > 0 else []
         return info, iter(frames)
     reader = VideoReader(path, config)
-    return reader.info, _read_and_close(reader, sample_indices(reader.info.n_frames, n), stats)
+    indices = list(pick(reader.info.n_frames)) if pick is not None else sample_indices(reader.info.n_frames, n)
+    return reader.info, _read_and_close(reader, indices, stats)
 
 
 def _read_and_close(reader: "VideoReader", indices: list[int], stats: DecodeStats | None) -> Iterator[Frame]:

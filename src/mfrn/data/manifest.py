@@ -47,6 +47,7 @@ class FaceRecord:
     keypoints: list[list[float]]
     landmarks: list[list[float]]
     forehead_source: str = "extrapolated"
+    track: int | None = None  # in a clip: the same person has the same track number in every frame
 
     def local(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Box (4,), keypoints (5,2) and landmarks (81,2) in the crop's coordinates."""
@@ -61,6 +62,7 @@ class FrameRecord:
     width: int
     height: int
     faces: list[FaceRecord] = field(default_factory=list)
+    clip: int | None = None  # the clip of consecutive frames it belongs to (``mfrn prepare --clip-length``)
 
 
 @dataclass
@@ -90,7 +92,7 @@ class MediaRecord:
     @classmethod
     def from_json(cls, data: dict) -> "MediaRecord":
         frames = [
-            FrameRecord(f["index"], f["width"], f["height"], [FaceRecord(**face) for face in f["faces"]])
+            FrameRecord(f["index"], f["width"], f["height"], [FaceRecord(**face) for face in f["faces"]], f.get("clip"))
             for f in data.get("frames", [])
         ]
         return cls(**{**data, "frames": frames})

@@ -34,6 +34,11 @@ from mfrn.io_utils import atomic_write_image, atomic_write_json
 @dataclass
 class PrepareConfig:
     n_frames: int = 32  # evenly spaced frames per video (SBI extracts 32)
+    # clips for the temporal head instead: clips_per_video clips of clip_length consecutive frames (clip_stride
+    # apart), evenly spaced over each video, faces tracked through each clip; 0 = single frames (n_frames)
+    clip_length: int = 0
+    clips_per_video: int = 4
+    clip_stride: int = 1
     detector: str = "dlib"
     landmarker: str = "dlib"
     detector_kwargs: dict = field(default_factory=dict)
@@ -59,6 +64,12 @@ class PrepareConfig:
             problems.append(f"crop_slack must be >= 0, got {self.crop_slack!r}")
         if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
             problems.append(f"max_pixels (--max-pixels) must be a whole number >= 1, got {self.max_pixels!r}")
+        if not isinstance(self.clip_length, int) or self.clip_length < 0:
+            problems.append(f"clip_length (--clip-length) must be a whole number >= 0, got {self.clip_length!r}")
+        for name in ("clips_per_video", "clip_stride"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                problems.append(f"{name} (--{name.replace('_', '-')}) must be a whole number >= 1, "
+                                f"got {getattr(self, name)!r}")
         if problems:
             raise ValueError("prepare: " + "; ".join(problems))
 
@@ -311,6 +322,7 @@ class FacePreparer:
         )
 
     def __call__(self, item: WorkItem) -> MediaRecord:
+        from mfrn.data.clips import assign_clips, clip_frame_indices
         from mfrn.data.frames import FrameSamplingConfig, read_media_frames
         from mfrn.data.media import MediaError
 
@@ -319,9 +331,16 @@ class FacePreparer:
             dataset=item.dataset, method=item.method,
         )
         crop_dir = self.manifest.crop_dir(item.key)
+        clips: list[list[int]] = []
         try:
             sampling = FrameSamplingConfig(n_frames=self.config.n_frames, max_image_pixels=self.config.max_pixels)
-            info, frames = read_media_frames(Path(item.path), self.config.n_frames, config=sampling)
+            pick = None
+            if self.config.clip_length:
+                def pick(n_frames: int) -> list[int]:
+                    clips.extend(clip_frame_indices(n_frames, self.config.clip_length, self.config.clips_per_video,
+                                                    self.config.clip_stride))
+                    return sorted({index for clip in clips for index in clip})
+            info, frames = read_media_frames(Path(item.path), self.config.n_frames, config=sampling, pick=pick)
             record.kind = "image" if getattr(info, "is_image", False) else "video"
             record.n_frames_total = int(getattr(info, "n_frames", 0) or 0)
             for frame in frames:
@@ -337,6 +356,8 @@ class FacePreparer:
             record.warnings.append(traceback.format_exc(limit=3))
             record.frames = []
             return record
+        if clips:
+            assign_clips(record.frames, clips)
         if not record.frames:
             record.status, record.reason = STATUS_FAILED, "no frame could be decoded"
         elif record.n_faces == 0:
@@ -392,8 +413,10 @@ def _check_settings(out_dir: Path, config: PrepareConfig) -> None:
     if settings_path.is_file():
         import json
 
-        old = json.loads(settings_path.read_text(encoding="utf-8")).get("config", {})
-        differ = {k for k in ("n_frames", "detector", "landmarker", "min_face_area_ratio", "crop_slack") if old.get(k) != asdict(config)[k]}
+        old = {**asdict(PrepareConfig()), **json.loads(settings_path.read_text(encoding="utf-8")).get("config", {})}
+        keys = ("n_frames", "detector", "landmarker", "min_face_area_ratio", "crop_slack", "clip_length",
+                "clips_per_video", "clip_stride")
+        differ = {k for k in keys if old.get(k) != asdict(config)[k]}
         if differ:
             raise ValueError(
                 f"{settings_path}: this folder was prepared with other settings ({', '.join(sorted(differ))}); "

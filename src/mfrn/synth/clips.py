@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfrn.data.clips import TRACK_MIN_IOU
 from mfrn.synth.masks import AffineParams, ElasticParams, SynthesisError, draw_elastic, elastic_grid
 from mfrn.synth.sbi import PairParams, SBIConfig, SelfBlender, SynthPair
 
@@ -36,8 +37,9 @@ class ClipConfig:
 
     length: int = 8  # T: frames per training clip (the temporal head's input)
     clips_per_video: int = 0  # training clips per video, evenly spaced over its clips (0 = all)
-    # tracking: a face continues a track when its box overlaps the previous frame's by this IoU
-    min_track_iou: float = 0.3
+    # tracking (where prepare stored no tracks, and at test time): a face continues a track when its box
+    # overlaps the previous frame's by this IoU
+    min_track_iou: float = TRACK_MIN_IOU
     # interpretation: the paper has no clips; the drift sizes below move the boundary by about a pixel per
     # frame on a 200 px landmark crop (a real swap's boundary jitter), far inside SBI's own affine range.
     # The affine's per-frame change: a Gaussian step of this standard deviation (fraction of the crop

@@ -1,0 +1,59 @@
+"""Training the temporal head on real face clips: end to end and on a frozen frame detector; exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfrn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mfrn.config import config_to_dict, load_config
+from mfrn.train.loop import train
+from tests.conftest import TINY_TEMPORAL
+from tests.train.test_loop import EASY_FAKES
+
+pytestmark = pytest.mark.slow
+
+
+def clip_run(prepared: Path, out: Path, *extra: str) -> list[str]:
+    return [f"data.prepared={prepared}", "data.batch_size=2", "data.num_workers=0", *TINY_TEMPORAL,
+            "clip.length=4", "rbi.probability=0.0", "rbi.source=off", "train.device=cpu", "train.tensorboard=false",
+            "train.optimizer=adamw", "train.lr=0.002", f"train.out_dir={out}", *extra]
+
+
+def test_clip_run_resumes_bit_for_bit(prepared_clips, tmp_path):
+    full = train(load_config(None, clip_run(prepared_clips, tmp_path / "a", "train.epochs=2")), progress=False)
+    assert full.steps_per_epoch >= 2 and all("val_auc" in entry for entry in full.history)
+    stopped = train(load_config(None, clip_run(prepared_clips, tmp_path / "b", "train.epochs=2", "train.max_steps=3")),
+                    progress=False)
+    assert stopped.stopped_early and stopped.global_step == 3
+    resumed = train(load_config(None, clip_run(prepared_clips, tmp_path / "b", "train.epochs=2")), resume="auto",
+                    progress=False)
+    assert resumed.global_step == full.global_step and resumed.weights_digest == full.weights_digest
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert state["config"]["model"]["temporal"] == "tcn" and state["config"]["clip"]["length"] == 4
+    assert any(key.startswith("head.") for key in state["model"])
+
+
+def test_head_on_a_frozen_frame_detector(prepared_clips, tmp_path):
+    from mfrn.models import build_model
+
+    frame_config = load_config(None, clip_run(prepared_clips, tmp_path, "model.temporal=off"))
+    torch.manual_seed(1)
+    frame = build_model(frame_config.model)
+    frame_path = tmp_path / "frame.pt"
+    save_checkpoint(frame_path, {"model": frame.state_dict(), "config": config_to_dict(frame_config)})
+    frozen = ["model.temporal_freeze_frame=true", f"model.temporal_frame_checkpoint={frame_path}", "train.epochs=1",
+              "train.max_steps=2"]
+    result = train(load_config(None, clip_run(prepared_clips, tmp_path / "run", *frozen)), progress=False)
+    state = load_checkpoint(result.last_checkpoint)["model"]
+    for key, value in frame.state_dict().items():  # weights and BatchNorm statistics as in the frame checkpoint
+        torch.testing.assert_close(state[f"frame.{key}"], value, msg=key)
+    untrained = build_model(load_config(None, clip_run(prepared_clips, tmp_path, *frozen)).model).head.state_dict()
+    assert any(not torch.equal(state[f"head.{key}"], value) for key, value in untrained.items())
+    # a temporal checkpoint is not a frame detector's
+    wrong = clip_run(prepared_clips, tmp_path / "wrong", "model.temporal_freeze_frame=true",
+                     f"model.temporal_frame_checkpoint={result.last_checkpoint}", "train.max_steps=1")
+    with pytest.raises(CheckpointError, match="frame detector"):
+        train(load_config(None, wrong), progress=False)
