@@ -77,22 +77,27 @@ TINY_MODEL = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    """An (untrained) tiny MFRN saved as an mfrn checkpoint, for inference/eval plumbing tests."""
+def _untrained_checkpoint(tmp_path_factory, name: str, overrides: list[str]):
+    """An untrained model of ``overrides`` saved as an mfrn checkpoint (dlib faces, 64 px crops)."""
     import torch
 
+    from mfrn.checkpoint import save_checkpoint
     from mfrn.config import config_to_dict, load_config
     from mfrn.models import build_model
-    from mfrn.checkpoint import save_checkpoint
 
-    config = load_config(None, TINY_MODEL + ["eval.n_frames=2", "eval.batch_size=4"])
+    config = load_config(None, overrides)
     torch.manual_seed(0)
     model = build_model(config.model)
-    path = tmp_path_factory.mktemp("checkpoint") / "tiny.pt"
+    path = tmp_path_factory.mktemp("checkpoint") / name
     save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(config),
                            "preprocessing": {"input_size": 64, "prepare": {"detector": "dlib", "landmarker": "dlib"}}})
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """An (untrained) tiny MFRN saved as an mfrn checkpoint, for inference/eval plumbing tests."""
+    return _untrained_checkpoint(tmp_path_factory, "tiny.pt", TINY_MODEL + ["eval.n_frames=2", "eval.batch_size=4"])
 
 
 TINY_TEMPORAL = TINY_MODEL + ["model.temporal=tcn", "model.temporal_dim=8", "model.temporal_heads=2",
@@ -102,19 +107,8 @@ TINY_TEMPORAL = TINY_MODEL + ["model.temporal=tcn", "model.temporal_dim=8", "mod
 @pytest.fixture(scope="session")
 def tiny_temporal_checkpoint(tmp_path_factory):
     """An (untrained) tiny MFRN + temporal head (clips of 3 frames), for the temporal inference plumbing."""
-    import torch
-
-    from mfrn.checkpoint import save_checkpoint
-    from mfrn.config import config_to_dict, load_config
-    from mfrn.models import build_model
-
-    config = load_config(None, TINY_TEMPORAL + ["eval.n_frames=2", "eval.batch_size=6", "eval.clips_per_video=2"])
-    torch.manual_seed(0)
-    model = build_model(config.model)
-    path = tmp_path_factory.mktemp("checkpoint") / "tiny_temporal.pt"
-    save_checkpoint(path, {"model": model.state_dict(), "config": config_to_dict(config),
-                           "preprocessing": {"input_size": 64, "prepare": {"detector": "dlib", "landmarker": "dlib"}}})
-    return path
+    return _untrained_checkpoint(tmp_path_factory, "tiny_temporal.pt", TINY_TEMPORAL + [
+        "eval.n_frames=2", "eval.batch_size=6", "eval.clips_per_video=2"])
 
 
 @pytest.fixture(scope="session")
