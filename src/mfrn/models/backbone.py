@@ -1,5 +1,5 @@
 """timm backbones: multi-scale feature extractors (MFRN) and classifiers (baseline), with
-pretrained weights from timm (online) or a local file (offline) that must fit exactly."""
+pretrained weights from timm (online), a local file, or a registry package (offline) that must fit exactly."""
 
 from __future__ import annotations
 
@@ -10,35 +10,20 @@ import torch
 from torch import nn
 
 from mfrn.models.config import ModelConfig
+from mfrn.models.pretrained import (
+    PretrainedWeightsError,
+    WeightSource,
+    is_package_spec,
+    load_package_state,
+    read_weights_file,
+    weight_source,
+)
 
 FEATURE_STRIDES = (4, 8, 16, 32)
 
 
-class PretrainedWeightsError(RuntimeError):
-    """A weights file that cannot be read or does not fit the backbone."""
-
-
-def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.pth``/``.pt``/``.bin``/``.safetensors``; pickled objects are refused."""
-    from timm.models import load_state_dict
-
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file {path} does not exist")
-    try:
-        # timm's reader: weights_only torch.load or safetensors, EMA weights first, 'module.' stripped
-        state = load_state_dict(str(path), weights_only=True)
-    except Exception as error:  # UnpicklingError, SafetensorError, zip errors...
-        raise PretrainedWeightsError(
-            f"{path}: cannot be read as a plain state dict ({type(error).__name__}: {error}); "
-            "save it with torch.save(model.state_dict(), path) or safetensors"
-        ) from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedWeightsError(f"{path}: holds no tensor state dict")
-    return state
-
-
 def verify_loaded_weights(
-    model: nn.Module, file_state: dict[str, torch.Tensor], path: Path, ignore: tuple[str, ...] = ()
+    model: nn.Module, file_state: dict[str, torch.Tensor], path: Path | str, ignore: tuple[str, ...] = ()
 ) -> None:
     """Every tensor of ``model`` (except ``ignore`` prefixes) must equal the file's tensor of that key.
 
@@ -61,12 +46,22 @@ def verify_loaded_weights(
         )
 
 
+def _new_head(model: nn.Module, kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """Key prefixes of a head that ``num_classes`` replaces (initialised, not loaded)."""
+    classifier = model.pretrained_cfg.get("classifier")
+    if kwargs.get("num_classes") is None or not classifier:
+        return ()
+    return (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+
 def create_timm_model(cfg: ModelConfig, **kwargs: Any) -> nn.Module:
     """``timm.create_model(cfg.backbone, ...)`` with the weights that ``cfg`` asks for."""
     import timm
 
     if not (cfg.pretrained and cfg.pretrained_file):
         return timm.create_model(cfg.backbone, pretrained=cfg.pretrained, **kwargs)
+    if is_package_spec(cfg.pretrained_file):
+        return _create_from_package(weight_source(cfg.pretrained_file), cfg.backbone, **kwargs)
     path = Path(cfg.pretrained_file).expanduser()
     file_state = read_weights_file(path)  # refuses unsafe or unreadable files before timm opens it
     try:
@@ -75,12 +70,30 @@ def create_timm_model(cfg: ModelConfig, **kwargs: Any) -> nn.Module:
         )
     except RuntimeError as error:  # size mismatch, or missing keys in a strict load
         raise PretrainedWeightsError(f"{path}: does not fit backbone {cfg.backbone!r}: {error}") from error
-    ignore: tuple[str, ...] = ()
-    classifier = model.pretrained_cfg.get("classifier")
-    if kwargs.get("num_classes") is not None and classifier:
-        # a new head (e.g. 2 classes) is initialised, not loaded
-        ignore = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-    verify_loaded_weights(model, file_state, path, ignore=ignore)
+    verify_loaded_weights(model, file_state, path, ignore=_new_head(model, kwargs))
+    return model
+
+
+def _create_from_package(source: WeightSource, backbone: str, **kwargs: Any) -> nn.Module:
+    """A timm model holding a registry package's weights, every tensor checked after loading."""
+    import timm
+
+    path, state = load_package_state(source, backbone)
+    model = timm.create_model(backbone, pretrained=False, **kwargs)
+    ignore = _new_head(model, kwargs)
+    own = model.state_dict()
+    wanted = {k: v for k, v in state.items() if k in own and not any(k.startswith(p) for p in ignore)}
+    try:
+        model.load_state_dict(wanted, strict=False)
+    except RuntimeError as error:
+        raise PretrainedWeightsError(f"{path}: does not fit backbone {backbone!r}: {error}") from error
+    verify_loaded_weights(model, state, f"{path} ({source.spec})", ignore=ignore)
+    mean, std = _normalisation(model)
+    if mean != source.mean or std != source.std:  # inference rebuilds the model without the package
+        raise PretrainedWeightsError(
+            f"{source.spec}: timm's pretrained_cfg for {backbone} normalises with mean {mean}, std {std}, "
+            f"but these weights were trained with mean {source.mean}, std {source.std}"
+        )
     return model
 
 

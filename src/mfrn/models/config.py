@@ -19,8 +19,10 @@ class ModelConfig:
     # timm weights (online), or ``pretrained_file`` when given; set False when a detector
     # checkpoint will overwrite the weights anyway (inference, resume)
     pretrained: bool = True
-    # local weights file (.pth/.safetensors, the timm classifier's state dict), read only when
-    # ``pretrained``; every backbone tensor must come from it or building fails
+    # offline weights, read only when ``pretrained``: a local file (.pth/.safetensors, the timm
+    # classifier's state dict) or ``package:NAME``, ImageNet weights shipped as a registry package
+    # (mfrn.models.pretrained.WEIGHT_SOURCES: efficientnet_lite0..2 for tf_efficientnet_lite0..2,
+    # mobilenet_v2 for mobilenetv2_100); every backbone tensor must come from it or building fails
     pretrained_file: str | None = None
     input_size: int = 380
     # () = the backbone levels at strides 4/8/16/32; else explicit timm out_indices
