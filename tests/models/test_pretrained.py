@@ -198,3 +198,19 @@ def test_not_pretrained_ignores_the_package():
     model = FeatureBackbone(ModelConfig(backbone="tf_efficientnet_lite0", pretrained=False,
                                         pretrained_file="package:no_such_source"))
     assert model.mean == (0.5, 0.5, 0.5)  # the same normalisation inference rebuilds without the package
+
+
+def test_baseline_head_starts_as_sbis_not_with_logits_of_ten():
+    """A new 2-way head with timm's EfficientNet init (+-1/sqrt(2)) gave logits up to 11.7 on these photos."""
+    source = installed("efficientnet_lite0")
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="baseline", backbone=source.architecture, pretrained_file=source.spec, input_size=224)
+    model = build_model(cfg).eval()
+    head = model.net.get_classifier()
+    assert float(head.weight.abs().max()) <= 1 / 1280**0.5  # nn.Linear's default, as EfficientNet-PyTorch's _fc
+    photos = torch.cat([_image(p, 224) for p in ("astronaut", "chelsea", "coffee", "rocket")])
+    with torch.no_grad():
+        assert float(model(photos).logits.abs().max()) < 1.5  # measured 0.36
+    timm_head = build_model(ModelConfig(name="baseline", backbone=source.architecture, pretrained_file=source.spec,
+                                        head_init="timm")).net.get_classifier()
+    assert float(timm_head.weight.abs().max()) > 0.5

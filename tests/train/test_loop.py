@@ -27,35 +27,62 @@ def tiny(prepared: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-# SBI's own fakes need thousands of steps; for a test of the loop the source transform always hits
-# the pasted face with a strong colour shift, which a tiny network learns within a minute
-EASY_FAKES = ("sbi.p_transform_source=1.0", "sbi.source_transform.p_rgb_shift=1.0",
-              "sbi.source_transform.rgb_shift_limit=40", "sbi.blend_ratios=[1.0]", "sbi.post_transform_enabled=false")
+# Fine-tuning ImageNet's Lite0 (package weights) on SBI's own fakes of the session's real faces: 160 px, 4+4 per
+# step, 20 epochs of 5 steps, no SAM (half the cost), AdamW 1e-3; about 1.2 CPU-minutes on one thread
+PRETRAINED_LITE0 = ["model.name=baseline", "model.backbone=tf_efficientnet_lite0", "model.pretrained=true",
+                    "model.pretrained_file=package:efficientnet_lite0", "sbi.crop.size=160", "model.input_size=160"]
+FAKES_PER_REAL = 4  # the held-out AUC is measured on 4 SBI fakes of each held-out real face
 
 
-def test_tiny_run_learns_and_selects_on_validation(prepared_faces, tmp_path):
-    # every face of the group photos, not only the largest (SBI's default): more faces for a test that must learn
-    config = load_config(None, tiny(prepared_faces, tmp_path / "run", *EASY_FAKES, "train.epochs=40", "data.batch_size=8",
-                                    "data.faces_per_frame=all",
-                                    "train.sam=false", "train.lr=0.001", "train.val_every_epochs=10"))
+def held_out_auc(detector, prepared: Path, config) -> float:
+    """AUC of real val faces (people not trained on) against FAKES_PER_REAL fixed SBI fakes of each."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from mfrn.data.manifest import Manifest
+    from mfrn.synth.dataset import PairDataset, collate_pairs, split_faces
+    from mfrn.synth.rbi import RBIConfig
+
+    faces = split_faces(Manifest(prepared), "val")
+    real_scores, fake_scores = [], []
+    for variant in range(FAKES_PER_REAL):
+        pairs = PairDataset.from_config(faces, config.sbi, RBIConfig(probability=0.0, source="off"), prepared,
+                                        seed=777, fixed_epoch=variant)
+        batch = collate_pairs([pairs[i] for i in range(len(pairs))])
+        crops = (batch["image"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        scores, labels = detector.score_crops(list(crops))[0], batch["label"].numpy()
+        if variant == 0:  # the real crops are the same in every variant
+            real_scores += list(scores[labels == 0])
+        fake_scores += list(scores[labels == 1])
+    return float(roc_auc_score([0] * len(real_scores) + [1] * len(fake_scores), real_scores + fake_scores))
+
+
+def test_pretrained_lite0_learns_sbi_on_real_faces_of_held_out_people(prepared_faces, tmp_path):
+    from mfrn.inference import Detector
+    from mfrn.models import build_model
+
+    config = load_config(None, tiny(prepared_faces, tmp_path / "run", *PRETRAINED_LITE0, "train.epochs=20",
+                                    "train.sam=false", "train.lr=0.001", "train.seed=0"))
+    torch.manual_seed(config.train.seed)
+    before = held_out_auc(Detector(build_model(config.model), config, {"input_size": 160}), prepared_faces, config)
     result = train(config, progress=False)
-    losses = [entry["train_loss"] for entry in result.history]
-    assert losses[-1] < losses[0], losses
-    assert result.best_val_auc is not None and result.best_val_auc > 0.6, result.history
-    best = load_checkpoint(result.best_checkpoint)
-    assert best["config"]["model"]["backbone"] == "test_efficientnet"
-    assert best["preprocessing"]["input_size"] == 64 and "prepare" in best["preprocessing"]
-    assert "val split" in best["selection_rule"]
-    # best.pt is the epoch with the best val AUC
-    assert max(e["val_auc"] for e in result.history if "val_auc" in e) == pytest.approx(result.best_val_auc)
-    # selected.pt follows SBI's rule: four validations all stay among the five best, so the latest (40) is chosen
+    after = held_out_auc(Detector.from_checkpoint(result.selected_checkpoint, device="cpu"), prepared_faces, config)
+    # measured with seeds 0 / 1 / 2: MEASURED_PLACEHOLDER
+    assert before < 0.6, before
+    assert result.best_val_auc is not None and result.best_val_auc > 0.78, result.history
+    assert after > 0.68 and after - before > 0.18, (before, after)
     selected = load_checkpoint(result.selected_checkpoint)
-    assert result.selected_checkpoint.name == "selected.pt" and result.selection.epoch == 40
-    assert selected["epoch"] == 40 and selected["selection"]["epoch"] == 40
-    assert selected["selection"]["rule"] == "latest_of_top_k" and "latest of the 5" in selected["selection_rule"]
-    assert [e["selected"] for e in result.history if "val_auc" in e] == [True] * 4
+    assert selected["config"]["model"]["backbone"] == "tf_efficientnet_lite0"
+    assert selected["preprocessing"]["input_size"] == 160 and "prepare" in selected["preprocessing"]
+    assert "val split" in selected["selection_rule"]
+    # best.pt is the epoch with the best val AUC; selected.pt follows SBI's rule (the latest of the 5 best)
+    validated = [e for e in result.history if "val_auc" in e]
+    assert max(e["val_auc"] for e in validated) == pytest.approx(result.best_val_auc)
+    five_best = sorted(validated, key=lambda e: (-e["val_auc"], -e["epoch"]))[:5]
+    assert result.selection.epoch == selected["epoch"] == max(e["epoch"] for e in five_best)
     # the scheduler stepped: SBI's schedule ends at lr 0
     assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
+    assert all(e["images_per_s"] > 0 and e["train_seconds"] > 0 for e in result.history)
 
 
 def test_resume_continues_bit_for_bit(prepared_faces, tmp_path):

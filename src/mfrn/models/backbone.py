@@ -157,9 +157,13 @@ class FeatureBackbone(nn.Module):
 
 def create_classifier(cfg: ModelConfig, num_classes: int = 2) -> nn.Module:
     """The full timm classification model with a new ``num_classes`` head (SBI's detector)."""
-    return create_timm_model(
+    model = create_timm_model(
         cfg, num_classes=num_classes, drop_rate=cfg.dropout, drop_path_rate=cfg.drop_path_rate
     )
+    head = model.get_classifier()
+    if cfg.head_init == "torch" and isinstance(head, nn.Linear):
+        head.reset_parameters()
+    return model
 
 
 def model_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+HEAD_INITS = ("torch", "timm")
+
 
 @dataclass
 class ModelConfig:
@@ -32,6 +34,10 @@ class ModelConfig:
     # interpretation: EfficientNet-PyTorch's B4 defaults as SBI used them (dropout 0.4, drop-connect 0.2)
     dropout: float = 0.4
     drop_path_rate: float = 0.2
+    # interpretation: the baseline's new 2-way head starts as SBI's did (EfficientNet-PyTorch's nn.Linear,
+    # default init, +-1/sqrt(fan_in)); "timm" keeps timm's init, which for EfficientNets scales by
+    # 1/sqrt(fan_out) = +-0.71 for 2 classes and starts fine-tuning from logits of about +-10
+    head_init: str = "torch"  # "torch" | "timm"
     # --- MFRN switches (ignored by the baseline) ---
     use_noise_stream: bool = True
     use_edge_stream: bool = True
@@ -69,6 +75,8 @@ class ModelConfig:
     temporal_frame_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"model.head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
         if self.temporal not in TEMPORAL_MODELS:
             raise ValueError(f"model.temporal must be one of {', '.join(TEMPORAL_MODELS)}, got {self.temporal!r}")
         if self.temporal == "off":

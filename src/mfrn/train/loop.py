@@ -326,12 +326,16 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             if stopped and step_in_epoch < steps_per_epoch:
                 save_last()
                 break
+            seconds = time.perf_counter() - t0  # this epoch's training steps (data included), not validation
             entry = {"epoch": epoch + 1, "train_loss": running / max(step_in_epoch, 1),
-                     "lr": optimizer.param_groups[0]["lr"], "global_step": global_step}
+                     "lr": optimizer.param_groups[0]["lr"], "global_step": global_step,
+                     "train_seconds": seconds, "images_per_s": seen * dist_info.world_size / max(seconds, 1e-9)}
             epoch += 1
             step_in_epoch = 0
             if dist_info.is_main and (epoch % config.train.val_every_epochs == 0 or epoch == config.train.epochs):
+                t_val = time.perf_counter()
                 entry.update(validate(core, val_loader, criterion, device, config))
+                entry["val_seconds"] = time.perf_counter() - t_val
                 improved = not math.isnan(entry["val_auc"]) and (best_auc is None or entry["val_auc"] > best_auc)
                 if improved:
                     best_auc = entry["val_auc"]
