@@ -40,6 +40,7 @@ class SpeedResult:
     epochs: int
     images_per_s: float  # training images (reals + fakes) per second, the fastest epoch
     seconds_per_step: float
+    cpu_seconds_per_step: float  # process CPU time (all threads) per step: less sensitive to other load
     val_images_per_s: float
     minutes_per_epoch_here: float  # training steps + validation on this sample set
     minutes_per_epoch_reference: float  # training steps for 16 videos x frames_per_video (no validation)
@@ -103,13 +104,15 @@ def speed(recipe: str, prepared: Path, work: Path, epochs: int, generator: Path 
     fastest = max(history, key=lambda e: e["images_per_s"])
     images_per_step = 2 * config.data.batch_size
     seconds_per_step = images_per_step / fastest["images_per_s"]
+    cpu_seconds_per_step = min(e["train_cpu_seconds"] for e in history) / steps
     val_faces = sum(1 for _ in _val_faces(config, prepared))
     val_rate = 2 * val_faces / min(e["val_seconds"] for e in history if "val_seconds" in e)
     reference_steps = REFERENCE_VIDEOS * config.data.frames_per_video // config.data.batch_size
     recipe_epochs = load_config(RECIPES[recipe]).train.epochs
     return SpeedResult(
         recipe=recipe, steps_per_epoch=steps, batch=config.data.batch_size, epochs=len(history),
-        images_per_s=fastest["images_per_s"], seconds_per_step=seconds_per_step, val_images_per_s=val_rate,
+        images_per_s=fastest["images_per_s"], seconds_per_step=seconds_per_step,
+        cpu_seconds_per_step=cpu_seconds_per_step, val_images_per_s=val_rate,
         minutes_per_epoch_here=(steps * seconds_per_step + 2 * val_faces / val_rate) / 60,
         minutes_per_epoch_reference=reference_steps * seconds_per_step / 60,
         minutes_reference_total=recipe_epochs * reference_steps * seconds_per_step / 60,
@@ -160,8 +163,7 @@ def write_clips(root: Path, train_videos: int = 16, val_videos: int = 4, frames:
         ids.append(video_id)
     splits = root / "splits"
     splits.mkdir(exist_ok=True)
-    order = ids[4:4 + train_videos - 4] + ids[-4:] + ids[:4]  # val: 4 clips of the long video
-    train_ids, val_ids = order[:train_videos], order[train_videos:]
+    val_ids, train_ids = ids[:val_videos], ids[val_videos:]  # val: the first clips of the long video
     for name, chosen in (("train", train_ids), ("val", val_ids), ("test", [])):
         pairs = [[chosen[i], chosen[i + 1]] for i in range(0, len(chosen) - 1, 2)]
         (splits / f"{name}.json").write_text(json.dumps(pairs))
@@ -217,11 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     from mfrn.config import load_config
     from mfrn.provenance import commit, machine
 
-    print(f"machine: {machine()}; torch threads {torch.get_num_threads()}; commit {commit()}", flush=True)
+    print(f"machine: {machine()}; torch threads {torch.get_num_threads()}; commit {commit()}; "
+          f"load average {_load()} (other processes share the cores when it exceeds their number)", flush=True)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.full:
         timings = full(args.work, args.generator_minutes)
-        print("\nfull workflow, minutes:")
+        print(f"\nfull workflow, minutes (load average at the end: {_load()}):")
         for label, minutes in timings.items():
             print(f"  {label:28s} {minutes:6.1f}")
         sbi = timings["sbi_lite0_cpu: train"]
@@ -238,11 +241,20 @@ def main(argv: list[str] | None = None) -> int:
         results.append(speed(recipe, prepared, args.work, args.epochs, generator))
     print()
     for r in results:
-        print(f"{r.recipe:15s} {r.images_per_s:6.2f} train img/s ({r.seconds_per_step:5.2f} s/step of {r.batch}+{r.batch}), "
+        print(f"{r.recipe:15s} {r.images_per_s:6.2f} train img/s ({r.seconds_per_step:5.2f} s/step of {r.batch}+{r.batch}, "
+              f"CPU {r.cpu_seconds_per_step:5.2f} s/step), "
               f"val {r.val_images_per_s:6.1f} img/s; here {r.steps_per_epoch} steps/epoch = "
               f"{r.minutes_per_epoch_here:5.2f} min/epoch; {REFERENCE_VIDEOS} videos: "
               f"{r.minutes_per_epoch_reference:5.2f} min/epoch, {r.minutes_reference_total:5.1f} min in all")
+    print(f"load average at the end: {_load()}")
     return 0
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -297,7 +297,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                                 generator=generator, **loader_kwargs)
             bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{config.train.epochs}",
                        disable=not (progress and dist_info.is_main), dynamic_ncols=True)
-            running, seen, t0 = 0.0, 0, time.perf_counter()
+            running, seen, t0, cpu0 = 0.0, 0, time.perf_counter(), time.process_time()
             for batch in loader:
                 images = batch["image"].to(device, non_blocking=True)
                 if config.train.channels_last and images.dim() == 4:
@@ -329,7 +329,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             seconds = time.perf_counter() - t0  # this epoch's training steps (data included), not validation
             entry = {"epoch": epoch + 1, "train_loss": running / max(step_in_epoch, 1),
                      "lr": optimizer.param_groups[0]["lr"], "global_step": global_step,
-                     "train_seconds": seconds, "images_per_s": seen * dist_info.world_size / max(seconds, 1e-9)}
+                     "train_seconds": seconds, "train_cpu_seconds": time.process_time() - cpu0,
+                     "images_per_s": seen * dist_info.world_size / max(seconds, 1e-9)}
             epoch += 1
             step_in_epoch = 0
             if dist_info.is_main and (epoch % config.train.val_every_epochs == 0 or epoch == config.train.epochs):
