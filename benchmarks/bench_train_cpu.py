@@ -130,12 +130,12 @@ def _val_faces(config, prepared: Path):
 
 
 def write_clips(root: Path, train_videos: int = 16, val_videos: int = 4, frames: int = 24) -> Path:
-    """Clips of the sample face videos in FF++'s layout (original_sequences/youtube/c23/videos/NNN.mp4)
+    """Clips of the sample face videos in FF++'s layout (original_sequences/youtube/raw/videos/NNN.mp4)
     with split files; consecutive ids pair up as FF++'s do."""
     import av
 
     media, _, _ = _sample_plan()
-    videos = root / "original_sequences" / "youtube" / "c23" / "videos"
+    videos = root / "original_sequences" / "youtube" / "raw" / "videos"  # raw: the reader's default, as SBI
     videos.mkdir(parents=True, exist_ok=True)
     wanted = train_videos + val_videos
     clips: list[list[np.ndarray]] = []
