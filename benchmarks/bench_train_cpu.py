@@ -9,7 +9,7 @@ and minutes per epoch, here and for the recipe's reference set of 16 training vi
 
 Full mode (``--full``): the whole CPU workflow as a user runs it, timed step by step: 16 training + 4
 validation videos (clips cut from the sample videos, written in FF++'s layout with split files), ``mfrn
-prepare --dataset ffpp``, and for each recipe ``mfrn train`` for all its epochs (MFRN: ``mfrn generator
+prepare -c configs/sbi_lite0_cpu.yaml`` (the recipes' prepare section), and for each recipe ``mfrn train`` for all its epochs (MFRN: ``mfrn generator
 train`` for --generator-minutes and ``mfrn synth cache`` first). The recipes promise under 30 minutes each.
 
     python benchmarks/bench_train_cpu.py                 # speed, 2 epochs per recipe
@@ -186,7 +186,7 @@ def full(work: Path, generator_minutes: float) -> dict[str, float]:
     root = write_clips(work / "ffpp_clips")
     prepared = work / "prepared_ffpp"
     timings: dict[str, float] = {}
-    _timed("prepare", ["prepare", "--dataset", "ffpp", "--root", str(root), "-o", str(prepared),
+    _timed("prepare", ["prepare", "-c", str(RECIPES["sbi_lite0_cpu"]), "--root", str(root), "-o", str(prepared),
                        "-j", "2", "--no-progress"], timings)
     generator = prepared / "generator.pt"
     _timed("sbi_lite0_cpu: train", ["train", "-c", str(RECIPES["sbi_lite0_cpu"]), "--no-progress",

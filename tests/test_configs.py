@@ -27,7 +27,7 @@ def test_cpu_recipes_build_on_imagenet_lite0(name):
     source = weight_source(config.model.pretrained_file)
     assert config.model.backbone == source.architecture and config.train.device == "cpu"
     model = build_model(config.model).eval()
-    assert (model.mean, model.std) == (source.mean, source.std)
+    assert (model.mean, model.std) == (source.mean, source.std) and model.normalize.enabled
     size = config.model.input_size
     with torch.no_grad():
         output = model(torch.rand(1, 3, size, size))
@@ -35,3 +35,11 @@ def test_cpu_recipes_build_on_imagenet_lite0(name):
     if config.model.name == "mfrn":
         assert config.rbi.source == "cache" and config.rbi.probability > 0
         assert output.region_logits is not None and output.boundary_logits is not None
+
+
+def test_package_weights_without_their_normalisation_are_refused():
+    from mfrn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="normalize_input: true"):
+        load_config(CONFIGS / "mfrn_effb4.yaml", ["model.backbone=tf_efficientnet_lite0",
+                                                  "model.pretrained_file=package:efficientnet_lite0"])

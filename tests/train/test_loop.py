@@ -47,7 +47,7 @@ def held_out_auc(detector, prepared: Path, config) -> float:
     real_scores, fake_scores = [], []
     for variant in range(FAKES_PER_REAL):
         pairs = PairDataset.from_config(faces, config.sbi, RBIConfig(probability=0.0, source="off"), prepared,
-                                        seed=777, fixed_epoch=variant)
+                                        seed=777, fixed_epoch=variant, augment=config.data.val_augmentation)
         batch = collate_pairs([pairs[i] for i in range(len(pairs))])
         crops = (batch["image"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         scores, labels = detector.score_crops(list(crops))[0], batch["label"].numpy()
@@ -65,7 +65,7 @@ def test_pretrained_lite0_learns_sbi_on_real_faces_of_held_out_people(prepared_f
                                     "train.sam=false", "train.lr=0.001", "train.seed=" + __import__("os").environ.get("SEED", "0"),
                                     *__import__("os").environ.get("EXTRA", "").split()))
     torch.manual_seed(config.train.seed)
-    before = held_out_auc(Detector(build_model(config.model), config, {"input_size": 160}), prepared_faces, config)
+    before = held_out_auc(Detector(build_model(config.model), config.sbi.crop, config.eval, {"input_size": 160}), prepared_faces, config)
     result = train(config, progress=False)
     after = held_out_auc(Detector.from_checkpoint(result.selected_checkpoint, device="cpu"), prepared_faces, config)
     # measured with seeds 0 / 1 / 2: MEASURED_PLACEHOLDER

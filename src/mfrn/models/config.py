@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mfrn.models.pretrained import is_package_spec
+
 HEAD_INITS = ("torch", "timm")
 
 
@@ -77,6 +79,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"model.head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
+        if self.pretrained and is_package_spec(self.pretrained_file) and not self.normalize_input:
+            raise ValueError(f"model.pretrained_file {self.pretrained_file} holds ImageNet weights trained on "
+                             "normalised inputs: set model.normalize_input: true")
         if self.temporal not in TEMPORAL_MODELS:
             raise ValueError(f"model.temporal must be one of {', '.join(TEMPORAL_MODELS)}, got {self.temporal!r}")
         if self.temporal == "off":
