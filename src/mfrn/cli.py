@@ -346,6 +346,26 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="choose a checkpoint's verdict threshold (and region outline) on its validation "
+                                         "split and store it in the checkpoint (what training does at its end)")
+    p.add_argument("checkpoint", type=Path, help="an mfrn checkpoint (selected.pt, best.pt, last.pt, ...)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override its stored config, e.g. data.prepared=FOLDER (moved) or calibration.rule=eer "
+                        "(repeatable)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU where there is one)")
+    p.set_defaults(func=_run_calibrate)
+
+
+def _run_calibrate(args) -> int:
+    from mfrn.train.calibrate import calibrate_file
+
+    report = calibrate_file(args.checkpoint, args.overrides, device=args.device)
+    print(f"{args.checkpoint}:")
+    print(report.format())
+    return EXIT_OK
+
+
 def _add_detect(sub) -> None:
     p = sub.add_parser("detect", help="verdict (real | fake | no_face) per face and per file for images, videos, folders")
     p.add_argument("inputs", nargs="+", type=Path)
@@ -475,7 +495,7 @@ def _run_serve(args) -> int:
     return serve(options)
 
 
-_EXTRA_COMMANDS: list = [_add_synth, _add_generator, _add_train, _add_eval, _add_detect, _add_demo, _add_serve]
+_EXTRA_COMMANDS: list = [_add_synth, _add_generator, _add_train, _add_calibrate, _add_eval, _add_detect, _add_demo, _add_serve]
 
 
 def main(argv: list[str] | None = None) -> int:

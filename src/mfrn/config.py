@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from mfrn.calibration import CalibrationConfig
 from mfrn.config_schema import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
 from mfrn.data.prepare import PrepareSection
 from mfrn.inference.protocol import ProtocolConfig
@@ -33,6 +34,7 @@ class Config:
     eval: ProtocolConfig = field(default_factory=ProtocolConfig)
     prepare: PrepareSection = field(default_factory=PrepareSection)  # read by `mfrn prepare -c CONFIG`
     clip: ClipConfig = field(default_factory=ClipConfig)  # clips for the temporal head (model.temporal)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # chosen at the end of training
 
     def __post_init__(self) -> None:
         if self.model.input_size != self.sbi.crop.size:

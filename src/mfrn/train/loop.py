@@ -22,6 +22,7 @@ from mfrn.config import Config, config_to_dict
 from mfrn.data.manifest import Manifest
 from mfrn.io_utils import check_output_dir, ensure_output_dir
 from mfrn.synth.dataset import PairDataset, check_training_faces, collate_pairs, split_faces
+from mfrn.train.calibrate import CalibratedRun, calibrate_checkpoints, validation_pairs
 from mfrn.train.checkpoint import (clear_run, load_checkpoint, load_model_state, resolve_resume, rng_state,
                                    save_checkpoint, set_rng_state)
 from mfrn.train.distributed import DistInfo, barrier, cleanup, init_distributed, resolve_device
@@ -46,6 +47,7 @@ class TrainResult:
     selection: Selection | None = None
     batch_per_process: int = 0  # data.batch_size (the global batch) / number of processes
     steps_per_epoch: int = 0
+    calibration: CalibratedRun | None = None  # what the end-of-training calibration stored (rank 0)
 
 
 class ResumableSampler(DistributedSampler):
@@ -188,8 +190,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     else:
         train_set = PairDataset.from_config(train_faces, config.sbi, config.rbi, prepared, config.train.seed,
                                             device=device_name)
-        val_set = PairDataset.from_config(val_faces, config.sbi, config.rbi, prepared, config.train.seed + 1_000_003,
-                                          fixed_epoch=0, device=device_name, augment=config.data.val_augmentation)
+        val_set = validation_pairs(config, val_faces, prepared, device_name)
 
     sampler = ResumableSampler(train_set, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                seed=config.train.seed, drop_last=True)
@@ -372,12 +373,23 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     selection = select_checkpoint(history, t.checkpoint_rule, t.checkpoint_top_k)
     if dist_info.is_main and selection.epoch is not None:
         print(f"selected checkpoint: {selected_path} = {selection.describe()}")
+    calibrated = None
+    if dist_info.is_main and config.calibration.enabled and temporal:
+        print("calibration: skipped for a temporal run (the clip score has no learned threshold yet; "
+              "the frame detector's checkpoint keeps its own)")
+    elif dist_info.is_main and config.calibration.enabled:
+        # the verdict threshold (and the region map's) of each checkpoint, chosen on the validation split
+        written = [path for path in (selected_path, best_path, out_dir / "last.pt") if path.is_file()]
+        calibrated = calibrate_checkpoints(written, core, val_loader, device, config.calibration,
+                                           config.train.channels_last)
+        print(calibrated.format())
     return TrainResult(out_dir=out_dir, last_checkpoint=out_dir / "last.pt",
                        best_checkpoint=best_path if best_path.is_file() else None, global_step=global_step,
                        epochs_done=epoch, best_val_auc=best_auc, history=history, stopped_early=stopped,
                        weights_digest=digest,
                        selected_checkpoint=selected_path if selected_path.is_file() else None,
-                       selection=selection, batch_per_process=per_process, steps_per_epoch=steps_per_epoch)
+                       selection=selection, batch_per_process=per_process, steps_per_epoch=steps_per_epoch,
+                       calibration=calibrated)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
