@@ -8,13 +8,13 @@ import pytest
 from mfrn.inference.overlays import draw_frame, frame_maps, overlay, write_overlay
 from mfrn.inference.results import FaceScore, FrameResult, MediaResult
 
-OUTLINE = np.array([255, 60, 60])
+OUTLINE = np.array([0, 255, 255])  # cyan, on a dark halo
 
 
-def _face(region_value: float = 1.0) -> FaceScore:
+def _face(region_value: float = 1.0, score: float = 0.8) -> FaceScore:
     region = np.zeros((16, 16), np.float32)
     region[4:12, 4:12] = region_value
-    return FaceScore([16, 16, 48, 48], 0.8, region_map=region, boundary_map=np.zeros((16, 16), np.float32),
+    return FaceScore([16, 16, 48, 48], score, region_map=region, boundary_map=np.zeros((16, 16), np.float32),
                      crop_window=(16, 16, 48, 48))
 
 
@@ -49,6 +49,12 @@ def test_the_pixel_threshold_outlines_the_region():
     edge = np.all(outlined == OUTLINE, axis=-1)
     assert edge[20:44, 20:44].any(), "the region is outlined where the map reaches the pixel threshold"
     assert not np.all(draw_frame(image, faint, 0.5, pixel_threshold=0.9) == OUTLINE, axis=-1)[20:44, 20:44].any()
+    # a faint map is drawn relative to the pixel threshold: at the threshold it is as red as a map at 1 without one
+    assert outlined[32, 32, 0] > without[32, 32, 0] + 40
+    # a face called real gets no outline (it has no manipulated region to show), the map is still drawn
+    real = FrameResult(0, [_face(region_value=0.3, score=0.2)], score=0.2)
+    drawn = draw_frame(image, real, threshold=0.5, pixel_threshold=0.25)
+    assert not np.all(drawn == OUTLINE, axis=-1)[20:44, 20:44].any() and drawn[32, 32, 0] > 150
 
 
 def test_write_overlay_png_for_an_image_mp4_for_a_video(tmp_path):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfrn.calibration import PixelHistogram
 from mfrn.inference.overlays import resize_map
 
 
@@ -25,6 +26,18 @@ class LocalisationMetrics:
     n_frames: int
     n_pixels: int
     n_positive: int
+    # the checkpoint's calibrated pixel threshold (learned on validation fakes) and the pooled IoU at it
+    pixel_threshold: float | None = None
+    iou_at_pixel_threshold: float | None = None
+
+    def format(self) -> str:
+        text = f"pixel AUC {self.pixel_auc:.4f}, IoU@0.5 {self.iou_at_05:.4f}"
+        if self.pixel_threshold is not None:
+            text += f", IoU {self.iou_at_pixel_threshold:.4f} at the calibrated pixel threshold {self.pixel_threshold:.3g}"
+        else:
+            text += " (the checkpoint stores no pixel threshold)"
+        return (f"{text}; oracle (best threshold on these frames, {self.best_threshold:.3g}): IoU {self.best_iou:.4f}; "
+                f"{self.n_frames} frames")
 
 
 def binarize_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:
@@ -38,18 +51,29 @@ def binarize_mask(mask: np.ndarray, threshold: int = 128) -> np.ndarray:
 
 
 class LocalisationAccumulator:
-    """Feed ``update(region_map, gt_mask)`` per frame, read ``compute()`` at the end."""
+    """Feed ``update(region_map, gt_mask)`` per frame, read ``compute()`` at the end.
 
-    def __init__(self, n_bins: int = 1001) -> None:
-        if n_bins < 2:
-            raise ValueError("n_bins must be >= 2")
-        self.n_bins = n_bins
-        self.positive_hist = np.zeros(n_bins, dtype=np.int64)
-        self.negative_hist = np.zeros(n_bins, dtype=np.int64)
+    ``pixel_threshold``: the checkpoint's calibrated region threshold, reported beside 0.5."""
+
+    def __init__(self, n_bins: int = 1001, pixel_threshold: float | None = None) -> None:
+        self.histogram = PixelHistogram(n_bins)
+        self.pixel_threshold = pixel_threshold
         self.intersection_05 = 0
         self.union_05 = 0
         self.frame_ious: list[float] = []  # one float per frame: small next to the frames themselves
         self.n_frames = 0
+
+    @property
+    def n_bins(self) -> int:
+        return self.histogram.n_bins
+
+    @property
+    def positive_hist(self) -> np.ndarray:
+        return self.histogram.positive
+
+    @property
+    def negative_hist(self) -> np.ndarray:
+        return self.histogram.negative
 
     def update(self, region_map: np.ndarray, gt_mask: np.ndarray) -> None:
         """``region_map``: predicted scores in [0, 1] (resized to the mask if sizes differ); ``gt_mask``: bool."""
@@ -60,9 +84,7 @@ class LocalisationAccumulator:
         if pred.shape != gt.shape:
             pred = resize_map(pred, gt.shape)
         pred = np.clip(pred, 0.0, 1.0)
-        bins = np.rint(pred * (self.n_bins - 1)).astype(np.int64)
-        self.positive_hist += np.bincount(bins[gt], minlength=self.n_bins)
-        self.negative_hist += np.bincount(bins[~gt], minlength=self.n_bins)
+        self.histogram.update(pred, gt)
         flagged = pred >= 0.5
         intersection = int(np.count_nonzero(flagged & gt))
         union = int(np.count_nonzero(flagged | gt))
@@ -73,26 +95,18 @@ class LocalisationAccumulator:
         self.n_frames += 1
 
     def compute(self) -> LocalisationMetrics:
-        pos, neg = self.positive_hist, self.negative_hist
-        n_pos, n_neg = int(pos.sum()), int(neg.sum())
+        histogram = self.histogram
         nan = float("nan")
-        # cumulative counts of pixels flagged at threshold bin t (score bin >= t), t from high to low
-        tp = np.cumsum(pos[::-1])[::-1]
-        fp = np.cumsum(neg[::-1])[::-1]
-        if n_pos and n_neg:
-            tpr = np.r_[0, np.cumsum(pos[::-1])] / n_pos  # thresholds from the top bin down
-            fpr = np.r_[0, np.cumsum(neg[::-1])] / n_neg
-            auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
-        else:
-            auc = nan
-        denom = tp + fp + (n_pos - tp)
-        ious = np.divide(tp, denom, out=np.zeros(self.n_bins), where=denom > 0)
-        best = int(np.argmax(ious))
+        best_threshold, best_iou = histogram.best("iou")
+        at_calibrated = None
+        if self.pixel_threshold is not None:
+            at_calibrated = histogram.iou_at(self.pixel_threshold)
         return LocalisationMetrics(
-            pixel_auc=auc,
+            pixel_auc=histogram.auc(),
             iou_at_05=self.intersection_05 / self.union_05 if self.union_05 else nan,
-            best_iou=float(ious[best]) if n_pos else nan,
-            best_threshold=best / (self.n_bins - 1),
+            best_iou=best_iou,
+            best_threshold=0.0 if np.isnan(best_threshold) else best_threshold,
             mean_frame_iou_at_05=float(np.mean(self.frame_ious)) if self.frame_ious else nan,
-            n_frames=self.n_frames, n_pixels=n_pos + n_neg, n_positive=n_pos,
+            n_frames=self.n_frames, n_pixels=histogram.n_pixels, n_positive=histogram.n_positive,
+            pixel_threshold=self.pixel_threshold, iou_at_pixel_threshold=at_calibrated,
         )

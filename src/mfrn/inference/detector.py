@@ -173,6 +173,8 @@ class Detector:
     @torch.no_grad()
     def score_crops(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """P(fake) for face crops (S x S RGB uint8), with region/boundary maps at crop size if predicted."""
+        from mfrn.models.outputs import map_probability
+
         if not crops:
             return np.zeros(0, np.float32), None, None
         scores, regions, boundaries = [], [], []
@@ -187,9 +189,7 @@ class Detector:
             for name, store in (("region_logits", regions), ("boundary_logits", boundaries)):
                 logits = getattr(output, name)
                 if logits is not None:
-                    maps = torch.sigmoid(torch.nn.functional.interpolate(
-                        logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False))
-                    store.append(maps[:, 0].cpu().numpy())
+                    store.append(map_probability(logits, tuple(images.shape[-2:])).cpu().numpy())
         return (np.concatenate(scores), np.concatenate(regions) if regions else None,
                 np.concatenate(boundaries) if boundaries else None)
 

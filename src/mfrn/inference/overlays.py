@@ -15,6 +15,7 @@ from mfrn.inference.results import FAKE, NO_FACE, FrameResult, MediaResult, verd
 from mfrn.io_utils import atomic_write_bytes, atomic_write_image
 
 _RED, _GREEN, _YELLOW, _GREY = (255, 60, 60), (60, 220, 60), (255, 255, 0), (200, 200, 200)
+_OUTLINE = (0, 255, 255)  # cyan: stands out from the red region and the yellow boundary
 
 
 def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -41,6 +42,27 @@ def frame_maps(frame_shape: tuple[int, int], faces) -> tuple[np.ndarray | None, 
     return region, boundary
 
 
+def outline_region(canvas: np.ndarray, region: np.ndarray, colour=_OUTLINE) -> None:
+    """Draw the outline of a boolean ``region`` on ``canvas`` in place: a dark halo under a bright
+    line, a few pixels wide at any image size, so it reads on light and dark faces alike."""
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return
+    width = max(2, int(round(min(canvas.shape[:2]) / 160)))
+    cv2.drawContours(canvas, contours, -1, (0, 0, 0), width + 2 * max(1, width // 2), cv2.LINE_AA)
+    cv2.drawContours(canvas, contours, -1, colour, width, cv2.LINE_AA)
+
+
+def _label_box(canvas: np.ndarray, text: str, colour, corner: str = "top") -> None:
+    h, w = canvas.shape[:2]
+    scale = max(0.4, min(h, w) / 500.0)
+    thickness = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    top = 0 if corner == "top" else max(0, h - th - base - 8)
+    cv2.rectangle(canvas, (0, top), (tw + 8, top + th + base + 8), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
 def overlay(
     image: np.ndarray,
     region_map: np.ndarray | None,
@@ -50,51 +72,57 @@ def overlay(
     threshold: float = 0.5,
     outline_threshold: float | None = None,
     label: str | None = None,
+    outline_map: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw the region map (red) and boundary map (yellow) over an RGB image, with the verdict.
 
-    Maps are in [0, 1] at any resolution (resized to the image). ``outline_threshold`` (the
-    calibration's pixel threshold) outlines the region where the map reaches it. The verdict text is
-    ``label`` if given, else the label of ``score`` at ``threshold``; nothing when both are None.
-    Returns a new RGB uint8 image.
+    Maps are in [0, 1] at any resolution (resized to the image). With ``outline_threshold`` (the
+    calibration's pixel threshold) the red shows the region map relative to it (full strength at the
+    threshold: a detector's maps are often faint, and a map at 0.2 must not look like nothing when
+    0.2 is where its region starts), and the region where ``outline_map`` (default: the region map)
+    reaches it is outlined, with a legend. The verdict text is ``label`` if given, else the label of
+    ``score`` at ``threshold``; nothing when both are None. Returns a new RGB uint8 image.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"overlay needs an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
     h, w = image.shape[:2]
     canvas = image.astype(np.float32)
-    for values, colour in ((region_map, (255, 0, 0)), (boundary_map, (255, 255, 0))):
+    scale = 1.0 / outline_threshold if outline_threshold else 1.0
+    for values, colour, gain in ((region_map, (255, 0, 0), scale), (boundary_map, (255, 255, 0), 1.0)):
         if values is None:
             continue
-        values = np.clip(resize_map(values, (h, w)), 0.0, 1.0)
+        values = np.clip(resize_map(values, (h, w)) * gain, 0.0, 1.0)
         weight = alpha * values[..., None]
         canvas = canvas * (1.0 - weight) + np.asarray(colour, np.float32)[None, None, :] * weight
     out = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
-    if region_map is not None and outline_threshold is not None:
-        region = resize_map(region_map, (h, w)) >= outline_threshold
-        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, _RED, max(2, int(round(min(h, w) / 200))), cv2.LINE_AA)
+    if outline_threshold is not None:
+        source = region_map if outline_map is None else outline_map
+        if source is not None:
+            outline_region(out, resize_map(source, (h, w)) >= outline_threshold)
+        _label_box(out, f"outline: region map >= {outline_threshold:.2f} (calibrated)", _OUTLINE, corner="bottom")
     if label is None and score is not None:
         label = verdict(score, threshold)
     if label is not None:
         text = label.replace("_", " ").upper() + ("" if score is None else f" {score:.3f}")
-        colour = _RED if label == FAKE else (_GREY if label == NO_FACE else _GREEN)
-        scale = max(0.4, min(h, w) / 500.0)
-        thickness = max(1, int(round(scale * 2)))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(out, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), -1)
-        cv2.putText(out, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+        _label_box(out, text, _RED if label == FAKE else (_GREY if label == NO_FACE else _GREEN))
     return out
 
 
 def draw_frame(image: np.ndarray, frame: FrameResult, threshold: float = 0.5, pixel_threshold: float | None = None,
                score: float | None = None, label: str | None = None) -> np.ndarray:
     """One frame with its maps, the face boxes and scores, and the verdict (``score``/``label`` of the
-    file for an image; the frame's own otherwise)."""
+    file for an image; the frame's own otherwise). The region is outlined on the faces called fake
+    only: a face called real has no manipulated region to show."""
     region, boundary = frame_maps(image.shape[:2], frame.faces)
     if score is None and label is None:
         score, label = frame.score, verdict(frame.score, threshold)
-    out = overlay(image, region, boundary, score, threshold=threshold, outline_threshold=pixel_threshold, label=label)
+    outline_map = None
+    if pixel_threshold is not None and region is not None:
+        outline_map, _ = frame_maps(image.shape[:2], [f for f in frame.faces if f.score >= threshold])
+        outline_map = np.zeros(image.shape[:2], np.float32) if outline_map is None else outline_map
+    out = overlay(image, region, boundary, score, threshold=threshold, outline_threshold=pixel_threshold, label=label,
+                  outline_map=outline_map)
     for face in frame.faces:
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         colour = _RED if face.score >= threshold else _GREEN

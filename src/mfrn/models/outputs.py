@@ -35,3 +35,11 @@ class ClipOutput:
 def fake_probability(output: DetectorOutput | ClipOutput) -> torch.Tensor:
     """P(fake) per sample (frame, or clip), shape (B,): softmax over the two logits, column 1."""
     return torch.softmax(output.logits.float(), dim=1)[:, 1]
+
+
+def map_probability(map_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A region or boundary map as probabilities at ``size`` (H, W): bilinear up-sampling of the
+    1/4-resolution logits, then the sigmoid; (B, 1, h, w) -> (B, H, W). Inference and calibration
+    read the maps through this one function."""
+    up = torch.nn.functional.interpolate(map_logits.float(), size=size, mode="bilinear", align_corners=False)
+    return torch.sigmoid(up)[:, 0]
