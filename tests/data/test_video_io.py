@@ -44,6 +44,15 @@ def test_lossless_masks_stay_binary(tmp_path):
     assert all(np.array_equal(d, mask) for d in decoded)
 
 
+def test_a_height_that_is_not_a_multiple_of_4_encodes(tmp_path):
+    """yuv420p chroma of a 50-row frame has 25 rows: OpenCV's I420 packs them across a row boundary
+    (this raised "cannot reshape" before)."""
+    mask = np.zeros((50, 64, 3), np.uint8)
+    mask[10:30, 20:50] = 255
+    encode_h264(tmp_path / "h50.mp4", [mask] * 2, 25, crf=0)
+    assert np.array_equal(next(iter(read_frames(tmp_path / "h50.mp4", [1]))).image, mask)
+
+
 def test_bad_frames_are_refused_with_the_file_name(tmp_path):
     with pytest.raises(ValueError, match="odd.mp4: H.264 .* even frame sizes, got 63x48"):
         encode_h264(tmp_path / "odd.mp4", [np.zeros((48, 63, 3), np.uint8)], 25)
@@ -52,3 +61,16 @@ def test_bad_frames_are_refused_with_the_file_name(tmp_path):
     with pytest.raises(ValueError, match="none.mp4: no frames"):
         encode_h264(tmp_path / "none.mp4", [], 25)
     assert not any(tmp_path.iterdir()), "nothing is written for refused input"
+
+
+def test_h264_roundtrip_is_lossy_deterministic_and_keeps_odd_sizes(astronaut):
+    from mfrn.data.video_io import h264_roundtrip
+
+    image = np.ascontiguousarray(astronaut[51:252, 100:299])  # 201 x 199: odd sizes
+    light, heavy = h264_roundtrip(image, 18), h264_roundtrip(image, 45)
+    assert light.shape == heavy.shape == image.shape and light.dtype == np.uint8
+    error = [np.abs(out.astype(int) - image.astype(int)).mean() for out in (light, heavy)]
+    assert error[0] < 3.0 < error[1] < 20.0  # CRF 45 loses far more than CRF 18
+    np.testing.assert_array_equal(h264_roundtrip(image, 45), heavy)
+    with pytest.raises(ValueError, match="HxWx3"):
+        h264_roundtrip(image[..., 0], 30)

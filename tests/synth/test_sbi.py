@@ -321,3 +321,36 @@ def test_drawn_parameters_make_the_same_pair_without_randomness(astronaut, astro
                 np.testing.assert_array_equal(getattr(pair, name), getattr(direct, name))
             assert pair.window == direct.window
         assert direct.params.blend.mask_type == direct.mask_type and direct.params.flipped == direct.flipped
+
+
+def test_codec_compresses_the_real_and_its_fake_alike(astronaut, astronaut_face):
+    """sbi.codec: one H.264 CRF and one down-scale for the pair; off (p = 0) leaves the pairs as they were."""
+    from mfrn.synth.transforms import CodecConfig
+
+    plain = sample(quiet_config(), astronaut, astronaut_face, seed=5)
+    off = sample(quiet_config(codec=CodecConfig(p=0.0, face_width=(64, 64))), astronaut, astronaut_face, seed=5)
+    np.testing.assert_array_equal(off.fake, plain.fake)  # the switch off draws nothing: the same sample
+    heavy = CodecConfig(p=1.0, crf=(45, 45), face_width=(48, 48))
+    coded = sample(quiet_config(codec=heavy), astronaut, astronaut_face, seed=5)
+    untouched = coded.window.image(astronaut)  # the real before the codec (quiet: nothing else changes it)
+    error_real = np.abs(coded.real.astype(int) - untouched.astype(int)).mean()
+    assert 2.0 < error_real < 25.0  # lossy, not another image
+    # outside the blended region the fake is the real, and stays it after the codec (same CRF, same scale)
+    outside = coded.region_map == 0
+    same = np.abs(coded.fake.astype(int) - coded.real.astype(int))[outside].mean()
+    assert same < 0.2 * error_real
+    assert np.abs(np.diff(coded.real.astype(int), axis=1)).mean() < np.abs(np.diff(untouched.astype(int), axis=1)).mean()
+    again = sample(quiet_config(codec=heavy), astronaut, astronaut_face, seed=5)
+    np.testing.assert_array_equal(again.fake, coded.fake)  # deterministic from the seed
+    val = SelfBlender(quiet_config(codec=heavy))(astronaut, astronaut_face.landmarks, astronaut_face.box,
+                                                 np.random.default_rng(5), augment=False)
+    np.testing.assert_array_equal(val.real, val.window.image(astronaut))  # validation pairs are not compressed
+
+
+@pytest.mark.parametrize("changes, match", [({"p": 1.5}, "codec.p"), ({"crf": (30, 60)}, "codec.crf"),
+                                            ({"face_width": (8, 8)}, "face_width")])
+def test_codec_settings_are_checked(changes, match):
+    from mfrn.synth.transforms import CodecConfig
+
+    with pytest.raises(ValueError, match=match):
+        CodecConfig(**changes)

@@ -68,10 +68,46 @@ def _yuv420_frame(i420: np.ndarray, width: int, height: int):
 
     frame = av.VideoFrame(width, height, "yuv420p")
     y = i420[:height]
-    u = i420[height:height + height // 4].reshape(height // 2, width // 2)
-    v = i420[height + height // 4:].reshape(height // 2, width // 2)
+    chroma = i420[height:].reshape(-1)  # U then V, packed: a height that is not a multiple of 4 splits a row
+    quarter = (height // 2) * (width // 2)
+    u = chroma[:quarter].reshape(height // 2, width // 2)
+    v = chroma[quarter:].reshape(height // 2, width // 2)
     for plane, data in zip(frame.planes, (y, u, v)):
         rows = np.zeros((plane.height, plane.line_size), dtype=np.uint8)
         rows[:, :plane.width] = data
         plane.update(rows.tobytes())
     return frame
+
+
+def h264_roundtrip(image: np.ndarray, crf: int, preset: str = "medium") -> np.ndarray:
+    """One RGB uint8 image through libx264 at ``crf`` and back (one intra-coded frame, in memory).
+
+    Deterministic, with the settings of ``encode_h264`` (single thread, no mb-tree, BT.601 through
+    OpenCV). Odd sizes are padded by edge replication for 4:2:0 and cropped after decoding. The
+    training-time codec augmentation (``mfrn.synth.transforms.CodecTransform``) calls it."""
+    import av
+    import cv2
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"h264_roundtrip needs an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    even_h, even_w = padded.shape[:2]
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = even_w, even_h, "yuv420p"
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        stream.options = {"crf": str(int(crf)), "preset": preset, "threads": "1", "x264-params": "no-mbtree=1"}
+        frame = _yuv420_frame(cv2.cvtColor(padded, cv2.COLOR_RGB2YUV_I420), even_w, even_h)
+        frame.pts = 0
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer, mode="r", format="h264") as container:
+        decoded = next(container.decode(video=0))
+        out = cv2.cvtColor(decoded.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+    return np.ascontiguousarray(out[:height, :width])

@@ -48,6 +48,9 @@ from mfrn.synth.masks import (
     validate_landmarks,
 )
 from mfrn.synth.transforms import (
+    CodecConfig,
+    CodecParams,
+    CodecTransform,
     JointPostTransform,
     PostTransformConfig,
     SourceTransform,
@@ -70,6 +73,7 @@ class SBIConfig:
     post_transform_enabled: bool = True  # step 7
     source_transform: SourceTransformConfig = field(default_factory=SourceTransformConfig)
     post_transform: PostTransformConfig = field(default_factory=PostTransformConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)  # after step 7: H.264 of the pair (off: p = 0)
     mask: MaskConfig = field(default_factory=MaskConfig)
     crop: CropConfig = field(default_factory=CropConfig)  # landmark crop, final crop margins, size 380
 
@@ -100,6 +104,7 @@ class PairParams:
     blend: BlendParams
     post_seed: int | None  # step 7's parameters (None: no joint post-transforms)
     margin_scales: np.ndarray | None  # the final crop's four margin factors (None: the test margins)
+    codec: CodecParams | None = None  # the pair's H.264 re-encoding (None: not compressed)
 
 
 @dataclass
@@ -202,6 +207,7 @@ class SelfBlender:
         self._mask_p = weights / weights.sum()
         self.source_transform = SourceTransform(self.cfg.source_transform)
         self.post_transform = JointPostTransform(self.cfg.post_transform)
+        self.codec = CodecTransform(self.cfg.codec)
 
     def draw_blend(self, shape: tuple[int, ...], n_points: int, rng: np.random.Generator) -> BlendParams:
         """The random choices of steps 1..6 for a landmark crop of ``shape`` with ``n_points`` landmarks."""
@@ -297,7 +303,9 @@ class SelfBlender:
         blend = self.draw_blend(face.image.shape, len(face.landmarks), rng)
         post_seed = self.post_transform.draw(rng) if self.cfg.post_transform_enabled and augment else None
         margins = draw_margin_scales(rng, self.cfg.crop) if augment else None
-        return PairParams(face.flipped, blend, post_seed, margins)
+        # the same CRF and scale for the real and its fake: only the blend tells them apart
+        codec = self.codec.draw(rng, float(face.box[2] - face.box[0])) if augment else None
+        return PairParams(face.flipped, blend, post_seed, margins, codec)
 
     def make_pair(self, face: FaceCrop, params: PairParams) -> SynthPair:
         """The pair that ``params`` stand for (no randomness): blend, post-transforms, final crop, resize."""
@@ -305,6 +313,7 @@ class SelfBlender:
         fake, real = blend.fake, blend.target
         if params.post_seed is not None:
             fake, real = self.post_transform.apply(fake, real, params.post_seed)
+        fake, real = self.codec.apply(fake, real, params.codec)
         try:
             crop2 = final_crop_window(face.image.shape, face.box, self.cfg.crop, scales=params.margin_scales)
         except ValueError as err:
