@@ -106,3 +106,28 @@ def test_plot_auc_vs_level(tmp_path):
     path = plot_auc_vs_level({"jpeg": [0.95, 0.9, 0.85, 0.7, 0.6], "blur": [0.9, 0.8, 0.7, 0.6, 0.55]},
                              tmp_path / "plots" / "robust.png", clean_auc=0.97)
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_family_takes_its_own_levels_on_the_command_line():
+    from mfrn.evaluate.robustness import level_folder, parse_perturbation
+
+    assert parse_perturbation("h264") is PERTURBATIONS["h264"]
+    custom = parse_perturbation("h264:23,30,40")
+    assert custom.levels == [23.0, 30.0, 40.0] and custom.video_level and PERTURBATIONS["h264"].levels[0] == 30
+    assert custom.describe(1) == "h264 level 1 (crf=23)" and level_folder(custom, 3) == "h264_crf40"
+    for bad, match in (("gif", "known families"), ("h264:high", "numbers"), ("h264:", None)):
+        if match is None:
+            assert parse_perturbation(bad) is PERTURBATIONS["h264"]
+        else:
+            with pytest.raises(ValueError, match=match):
+                parse_perturbation(bad)
+
+
+def test_the_plot_can_use_the_parameter_values(tmp_path):
+    from mfrn.evaluate.robustness import plot_auc_vs_level
+
+    path = plot_auc_vs_level({"h264": [0.9, 0.8, 0.7]}, tmp_path / "crf.png", clean_auc=0.95, x_values=[23, 30, 40],
+                             x_label="H.264 CRF")
+    assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="x values"):
+        plot_auc_vs_level({"h264": [0.9, 0.8]}, tmp_path / "bad.png", x_values=[23, 30, 40])

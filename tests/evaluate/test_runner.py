@@ -88,9 +88,11 @@ def test_eval_localisation_and_a_perturbation_sweep(ffpp_tree_with_masks, tiny_c
     metrics = json.loads((out / "ffpp" / "localisation.json").read_text(encoding="utf-8"))
     assert metrics["n_frames"] == 2 and 0.0 <= metrics["pixel_auc"] <= 1.0  # two fakes, one frame each
     assert "pixel AUC" in printed
-    for level in range(1, 6):
-        assert (out / "ffpp" / f"jpeg_level{level}" / "videos.csv").is_file()
+    for quality in (90, 70, 50, 30, 10):
+        assert (out / "ffpp" / f"jpeg_quality{quality}" / "videos.csv").is_file()
     assert (out / "ffpp" / "auc_vs_jpeg.png").stat().st_size > 1000
+    sweep = json.loads((out / "ffpp" / "robustness_jpeg.json").read_text(encoding="utf-8"))
+    assert [row["value"] for row in sweep["levels"]] == [None, 90, 70, 50, 30, 10] and sweep["parameter"] == "quality"
 
 
 def test_eval_under_torchrun_splits_videos_and_merges(ffpp_tree, tiny_checkpoint, tmp_path):

@@ -55,21 +55,34 @@ def plot_roc(
 
 
 def plot_auc_vs_level(
-    results: dict[str, list[float]], path: str | os.PathLike, clean_auc: float | None = None, title: str = ""
+    results: dict[str, list[float]], path: str | os.PathLike, clean_auc: float | None = None, title: str = "",
+    x_values: list[float] | None = None, x_label: str | None = None,
 ) -> Path:
-    """AUC (in [0, 1]) against perturbation level 1..n for each family; ``clean_auc`` as level 0."""
+    """AUC (in [0, 1]) against perturbation level 1..n for each family; ``clean_auc`` as level 0.
+
+    ``x_values``: the levels' parameter values (e.g. CRFs) to plot against instead of 1..n, with
+    ``x_label``; the clean point then sits one step left of the first value, marked "clean"."""
     if not results:
         raise ValueError("no robustness results to plot")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
+        ticks = None
         for family, aucs in results.items():
-            levels = list(range(1, len(aucs) + 1))
+            levels = list(x_values) if x_values is not None else list(range(1, len(aucs) + 1))
+            if len(levels) != len(aucs):
+                raise ValueError(f"{family}: {len(aucs)} AUCs for {len(levels)} x values")
             values = [100 * a for a in aucs]
             if clean_auc is not None:
-                levels, values = [0] + levels, [100 * clean_auc] + values
+                step = (levels[-1] - levels[0]) / max(len(levels) - 1, 1) if len(levels) > 1 else 1.0
+                clean_x = levels[0] - (step if x_values is not None else 1)
+                levels, values = [clean_x] + levels, [100 * clean_auc] + values
+                ticks = levels
             ax.plot(levels, values, "o-", label=family)
-        ax.set(xlabel="perturbation level (0 = clean)", ylabel="video AUC (%)", title=title or "AUC vs perturbation")
+        default_label = "perturbation level (0 = clean)" if x_values is None else "level"
+        ax.set(xlabel=x_label or default_label, ylabel="video AUC (%)", title=title or "AUC vs perturbation")
+        if x_values is not None and ticks is not None:
+            ax.set_xticks(ticks, ["clean"] + [f"{v:g}" for v in x_values])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         path = Path(path)

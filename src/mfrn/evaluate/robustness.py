@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -196,10 +196,36 @@ PERTURBATIONS: dict[str, Perturbation] = {
 }
 
 
+def parse_perturbation(text: str) -> Perturbation:
+    """``--perturb`` values: a family (``h264``: its five levels) or a family with its own levels
+    (``h264:23,30,35,40``, parameter values in increasing severity)."""
+    name, _, values = str(text).partition(":")
+    name = name.strip()
+    if name not in PERTURBATIONS:
+        raise ValueError(f"--perturb {text!r}: known families are {', '.join(sorted(PERTURBATIONS))}")
+    family = PERTURBATIONS[name]
+    if not values.strip():
+        return family
+    try:
+        levels = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--perturb {text!r}: levels must be numbers, e.g. {name}:"
+                         f"{','.join(f'{v:g}' for v in family.levels[:3])}") from None
+    if not levels:
+        raise ValueError(f"--perturb {text!r}: no levels after ':'")
+    return replace(family, levels=levels)
+
+
+def level_folder(perturbation: Perturbation, level: int) -> str:
+    """The results folder of one level: the family, its parameter and value (``h264_crf40``)."""
+    return f"{perturbation.name}_{perturbation.parameter}{perturbation.levels[level - 1]:g}"
+
+
 def plot_auc_vs_level(
-    results: dict[str, list[float]], path: str | os.PathLike, clean_auc: float | None = None, title: str = ""
+    results: dict[str, list[float]], path: str | os.PathLike, clean_auc: float | None = None, title: str = "",
+    x_values: list[float] | None = None, x_label: str | None = None,
 ) -> Path:
     """Plot ``{family: [AUC at level 1..5]}`` (AUC in [0, 1]) to a PNG; see ``plots.plot_auc_vs_level``."""
     from mfrn.evaluate.plots import plot_auc_vs_level as _plot
 
-    return _plot(results, path, clean_auc=clean_auc, title=title)
+    return _plot(results, path, clean_auc=clean_auc, title=title, x_values=x_values, x_label=x_label)

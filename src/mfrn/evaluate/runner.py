@@ -265,11 +265,21 @@ def _temporal_report(name: str, summary, run: EvalRun, out: Path, detector, boot
     print(table.markdown)
 
 
+def _sweep_row(perturbation, level: int, summary) -> dict:
+    """One level of a robustness sweep: its parameter value and the video AUC with its interval."""
+    video = summary.overall.video
+    return {"level": level, "value": None if level == 0 else perturbation.levels[level - 1],
+            "label": perturbation.describe(level), "video_auc": video.auc,
+            "video_auc_ci": list(video.auc_ci) if video.auc_ci else None,
+            "frame_auc": summary.overall.frame.auc if summary.overall.frame is not None else None,
+            "n_real": video.n_real, "n_fake": video.n_fake}
+
+
 def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
     from mfrn.config_schema import apply_overrides, from_dict, to_dict
     from mfrn.data.readers import build_reader
     from mfrn.evaluate.plots import plot_roc
-    from mfrn.evaluate.robustness import PERTURBATIONS, plot_auc_vs_level
+    from mfrn.evaluate.robustness import level_folder, parse_perturbation, plot_auc_vs_level
     from mfrn.evaluate.tables import canonical_dataset, cross_dataset_table, cross_manipulation_table, evaluate_scores
     from mfrn.inference import Detector, ProtocolConfig
 
@@ -282,8 +292,7 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
         if detector.temporal_model is not None:
             print(detector.describe_temporal())
         print(detector.describe_calibration())
-    if args.perturb and args.perturb not in PERTURBATIONS:
-        raise ValueError(f"--perturb {args.perturb!r}: known families are {', '.join(sorted(PERTURBATIONS))}")
+    perturbation = parse_perturbation(args.perturb) if args.perturb else None  # checked before anything runs
     out = Path(args.out)
     readers = {}
     for name, root in zip(args.dataset, args.root):
@@ -292,27 +301,28 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
             _check_listed(name, readers[name], args.split)
     summaries = {}
     for name, reader in readers.items():
-        levels = range(0, 6) if args.perturb else [0]
+        levels = range(0, len(perturbation.levels) + 1) if perturbation else [0]
         accumulator = None
         if getattr(args, "localisation", False):
             from mfrn.evaluate.localisation import LocalisationAccumulator
 
-            accumulator = LocalisationAccumulator()
-        aucs = []
+            accumulator = LocalisationAccumulator(pixel_threshold=detector.pixel_threshold)
+        aucs, sweep = [], []
         for level in levels:
-            sub = out / name if level == 0 else out / name / f"{args.perturb}_level{level}"
-            run = score_records(detector, reader.entries(args.split), sub, name,
-                                PERTURBATIONS[args.perturb] if args.perturb else None, level,
+            sub = out / name if level == 0 else out / name / level_folder(perturbation, level)
+            run = score_records(detector, reader.entries(args.split), sub, name, perturbation, level,
                                 progress=not args.no_progress, localisation=accumulator if level == 0 else None)
             if not is_main:
                 continue
             summary = evaluate_scores(run.video_csv, run.frame_csv, bootstrap=args.bootstrap, dataset=name,
                                       protocol=detector.protocol.describe())
             aucs.append(summary.overall.video.auc)
+            if perturbation is not None:
+                sweep.append(_sweep_row(perturbation, level, summary))
             if level == 0:
                 summaries[name] = summary
             missing = f", {summary.n_missing} missing (listed, not on disk)" if summary.n_missing else ""
-            print(f"{name}{'' if level == 0 else f' {args.perturb} level {level}'}: {run.scored} scored, "
+            print(f"{name}{'' if level == 0 else f' {perturbation.describe(level)}'}: {run.scored} scored, "
                   f"{run.skipped_done} already done, {run.failed} failed{missing}; "
                   f"video AUC {_auc_text(summary.overall.video)}")
             if run.temporal_video_csv is not None and summary.n_scored:
@@ -327,17 +337,22 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
                 metrics = accumulator.compute()
                 (out / name).mkdir(parents=True, exist_ok=True)
                 (out / name / "localisation.json").write_text(json.dumps(asdict(metrics), indent=1), encoding="utf-8")
-                print(f"{name} localisation (videos scored in this run, frames with a mask): pixel AUC "
-                      f"{metrics.pixel_auc:.4f}, IoU@0.5 {metrics.iou_at_05:.4f} over {metrics.n_frames} frames")
+                print(f"{name} localisation (videos scored in this run, frames with a mask): {metrics.format()}")
             else:
                 print(f"{name}: no mask videos among the scored videos: no localisation metrics")
         for warning in getattr(reader, "warnings", []) or []:
             print(f"note: {warning}")
         for missing in getattr(reader, "missing", []) or []:
             print(f"missing subset: {missing}")
-        if args.perturb and len(aucs) > 1 and all(a == a for a in aucs):  # NaN (one class): nothing to plot
-            plot = plot_auc_vs_level({args.perturb: aucs[1:]}, out / name / f"auc_vs_{args.perturb}.png",
-                                     clean_auc=aucs[0], title=f"{name}: video AUC vs {args.perturb} level")
+        if perturbation is not None and sweep:
+            from mfrn.io_utils import atomic_write_json
+
+            atomic_write_json(out / name / f"robustness_{perturbation.name}.json",
+                              {"family": perturbation.name, "parameter": perturbation.parameter, "levels": sweep})
+        if perturbation is not None and len(aucs) > 1 and all(a == a for a in aucs):  # NaN (one class): no plot
+            plot = plot_auc_vs_level({perturbation.name: aucs[1:]}, out / name / f"auc_vs_{perturbation.name}.png",
+                                     clean_auc=aucs[0], title=f"{name}: video AUC vs {perturbation.name}",
+                                     x_values=perturbation.levels, x_label=f"{perturbation.name} {perturbation.parameter}")
             print(f"robustness plot: {plot}")
     if not is_main:
         return EvalOutcome(None, list(readers))
