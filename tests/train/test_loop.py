@@ -135,7 +135,9 @@ def test_ddp_global_batch_equals_the_one_process_run(prepared_faces, tmp_path, m
     import mfrn.train.loop as loop
     from tests.train.ddp_worker import record_batches
 
-    overrides = tiny(prepared_faces, tmp_path / "ddp", "train.epochs=1", "train.max_steps=2", "data.batch_size=4")
+    # calibration off: the batches recorded are the training steps' only
+    overrides = tiny(prepared_faces, tmp_path / "ddp", "train.epochs=1", "train.max_steps=2", "data.batch_size=4",
+                     "calibration.enabled=false")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path), *overrides]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -148,7 +150,7 @@ def test_ddp_global_batch_equals_the_one_process_run(prepared_faces, tmp_path, m
     single_batches: list = []
     record_batches(single_batches)
     single = train(load_config(None, tiny(prepared_faces, tmp_path / "one", "train.epochs=1", "train.max_steps=2",
-                                          "data.batch_size=4")), progress=False)
+                                          "data.batch_size=4", "calibration.enabled=false")), progress=False)
     assert single.batch_per_process == 4 and [r["batch_per_process"] for r in ranks] == [2, 2]
     assert single.steps_per_epoch > 2 and [r["steps_per_epoch"] for r in ranks] == [single.steps_per_epoch] * 2
     assert single.global_step == ranks[0]["global_step"] == ranks[1]["global_step"] == 2
