@@ -406,7 +406,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--reader-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--device", default=None)
-    p.add_argument("--perturb", help="robustness family (jpeg, h264, blur, noise, downscale) swept over its levels")
+    p.add_argument("--perturb", help="robustness family (jpeg, h264, blur, noise, downscale) swept over its five levels, "
+                                     "or over your own: h264:23,30,35,40 (CRFs), jpeg:90,50,10 (qualities)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="protocol override, e.g. eval.n_frames=32")
     p.add_argument("--localisation", action="store_true",
@@ -430,17 +431,19 @@ def _run_eval(args) -> int:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the whole pipeline on real sample faces, on this CPU, with a report")
+    p = sub.add_parser("demo", help="train a detector on real faces on this CPU and judge it on real face swaps it never saw; "
+                                    "writes a report")
     p.add_argument("-o", "--out", type=Path, default=Path("mfrn-demo"))
-    p.add_argument("--minutes", type=float, default=5.0, help="training time of the built-in generator")
-    p.add_argument("--quick", action="store_true", help="a much shorter run (for tests)")
+    p.add_argument("--minutes", type=float, default=2.0, help="training time of the built-in generator (minutes)")
+    p.add_argument("--epochs", type=int, default=None, help="detector training epochs (default: configs/demo.yaml's)")
+    p.add_argument("--quick", action="store_true", help="a much shorter run on a few clips (for tests)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     from mfrn.demo import run_demo
 
-    return run_demo(args.out, minutes=args.minutes, quick=args.quick)
+    return run_demo(args.out, minutes=args.minutes, quick=args.quick, epochs=args.epochs)
 
 
 def _add_serve(sub) -> None:
