@@ -207,7 +207,7 @@ def test_baseline_head_starts_as_sbis_not_with_logits_of_ten():
     cfg = ModelConfig(name="baseline", backbone=source.architecture, pretrained_file=source.spec, input_size=224)
     model = build_model(cfg).eval()
     head = model.net.get_classifier()
-    assert float(head.weight.abs().max()) <= 1 / 1280**0.5  # nn.Linear's default, as EfficientNet-PyTorch's _fc
+    assert float(head.weight.detach().abs().max()) <= 1 / 1280**0.5  # nn.Linear's default, as EfficientNet-PyTorch's _fc
     photos = torch.cat([_image(p, 224) for p in ("astronaut", "chelsea", "coffee", "rocket")])
     with torch.no_grad():
         assert float(model(photos).logits.abs().max()) < 1.5  # measured 0.36

