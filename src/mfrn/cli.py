@@ -313,7 +313,7 @@ def _run_generator_train(args) -> int:
     selected = _training_reals(args.prepared, "generator train", "train on")  # never a test split or a fake video
     faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in selected)]
     budget = BuiltinTrainConfig(steps=args.steps, max_seconds=60.0 * args.max_minutes)
-    report = train_builtin_generator(faces, cfg, args.out, device=device, train_cfg=budget)
+    report = train_builtin_generator(faces, cfg, args.out, device=device, train_cfg=budget, progress=True)
     print(report.format() if hasattr(report, "format") else report)
     return 0
 

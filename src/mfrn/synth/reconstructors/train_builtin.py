@@ -166,13 +166,17 @@ def train_builtin_generator(
     train_cfg: BuiltinTrainConfig | None = None,
     identity_encoder: nn.Module | None = None,
     log: bool = False,
+    progress: bool = False,
 ) -> GeneratorTrainReport:
     """Train the built-in generator on real faces by self-reconstruction and save a checkpoint.
 
     ``faces``: aligned uint8 crops (resized to the crop size if needed) or (image, keypoints5) pairs.
     Loss: L1 + (1 - SSIM) + identity consistency 1 - cos(id(output), id(input)). An ``identity_encoder``
-    (e.g. ``ArcFaceEncoder``) is frozen; otherwise the light encoder trains jointly.
+    (e.g. ``ArcFaceEncoder``) is frozen; otherwise the light encoder trains jointly. ``progress`` shows a
+    bar over the time budget (``train_cfg.max_seconds``) when there is one, else over the steps.
     """
+    from tqdm import tqdm
+
     cfg = cfg if cfg is not None else BuiltinGeneratorConfig()
     device = device if device is not None else "cpu"
     train_cfg = train_cfg if train_cfg is not None else BuiltinTrainConfig()
@@ -203,6 +207,9 @@ def train_builtin_generator(
     parts: list[tuple[float, float, float]] = []
     start = time.perf_counter()
     step = 0
+    timed = bool(train_cfg.max_seconds)
+    bar = tqdm(total=round(train_cfg.max_seconds) if timed else n_steps, unit="s" if timed else "step",
+               desc="generator train", disable=not progress, dynamic_ncols=True)
     for step in range(1, n_steps + 1):
         index = rng.integers(0, len(train_crops), train_cfg.batch_size)
         batch_np = train_crops[index]
@@ -228,8 +235,11 @@ def train_builtin_generator(
         if log and (step % train_cfg.log_every == 0 or step == 1):
             print(f"step {step}/{n_steps} loss {history[-1]:.4f} l1 {parts[-1][0]:.4f} 1-ssim {parts[-1][1]:.4f} id {parts[-1][2]:.4f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
+        bar.update(min(round(time.perf_counter() - start), bar.total) - bar.n if timed else 1)
+        bar.set_postfix(step=step, loss=f"{history[-1]:.4f}", refresh=False)
         if train_cfg.max_seconds and time.perf_counter() - start > train_cfg.max_seconds:
             break
+    bar.close()
     seconds = time.perf_counter() - start
 
     model.eval()
