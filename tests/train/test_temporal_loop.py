@@ -74,3 +74,9 @@ def test_a_short_run_learns_on_real_face_clips(prepared_clips, tmp_path):
     losses = [entry["train_loss"] for entry in result.history]
     assert losses[-1] < 0.75 * losses[0], losses
     assert 0.0 <= result.history[-1]["val_auc"] <= 1.0
+    # the verdicts (the frame mean) get a threshold chosen on the validation clips' frames
+    from mfrn.checkpoint import read_calibration
+
+    calibration = read_calibration(load_checkpoint(result.last_checkpoint), result.last_checkpoint)
+    assert calibration is not None and 0.0 < calibration.threshold <= 1.0 and "val_fpr" in calibration.rule
+    assert calibration.pixel_threshold is not None  # MFRN's region map, against the clips' blended regions

@@ -33,26 +33,36 @@ def validation_pairs(config, faces, prepared: Path, device: str = "cpu"):
 def collect_validation(model: torch.nn.Module, loader, device: torch.device, mask_level: float = 0.5,
                        channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, PixelHistogram | None]:
     """Logits (N, 2) and labels of the validation images, and the region map of every fake against
-    its blended region (``PixelHistogram``; None for a model without a region map)."""
-    from mfrn.models.outputs import map_probability
+    its blended region (``PixelHistogram``; None for a model without a region map).
 
+    A temporal model's verdicts are its frame detector's (the frame mean; the clip score is shown beside
+    them): its clips are scored frame by frame, each frame with its clip's label."""
+    from mfrn.models.outputs import map_probability
+    from mfrn.models.temporal import TemporalDetector
+
+    scorer = model.frame if isinstance(model, TemporalDetector) else model
     was_training = model.training
     model.eval()
     logits, labels = [], []
     pixels: PixelHistogram | None = None
     try:
         for batch in loader:
-            images = batch["image"].to(device)
+            images, batch_labels, regions = batch["image"], batch["label"], batch["region_map"]
+            if images.dim() == 5:  # (2B, T, 3, S, S) clips -> their frames
+                length = images.shape[1]
+                images, regions = images.flatten(0, 1), regions.flatten(0, 1)
+                batch_labels = batch_labels.repeat_interleave(length)
+            images = images.to(device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            output = model(images)
+            output = scorer(images)
             logits.append(output.logits.float().cpu().numpy())
-            labels.append(batch["label"].numpy())
+            labels.append(batch_labels.numpy())
             if output.region_logits is None:
                 continue
             predicted = map_probability(output.region_logits, tuple(images.shape[-2:])).cpu().numpy()
             pixels = pixels or PixelHistogram()
-            for values, target, label in zip(predicted, batch["region_map"].numpy(), batch["label"].numpy()):
+            for values, target, label in zip(predicted, regions.numpy(), batch_labels.numpy()):
                 peak = float(target.max())
                 if label == 1 and peak > 0:
                     pixels.update(values, target >= mask_level * peak)

@@ -374,10 +374,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     if dist_info.is_main and selection.epoch is not None:
         print(f"selected checkpoint: {selected_path} = {selection.describe()}")
     calibrated = None
-    if dist_info.is_main and config.calibration.enabled and temporal:
-        print("calibration: skipped for a temporal run (the clip score has no learned threshold yet; "
-              "the frame detector's checkpoint keeps its own)")
-    elif dist_info.is_main and config.calibration.enabled:
+    if dist_info.is_main and config.calibration.enabled:
         # the verdict threshold (and the region map's) of each checkpoint, chosen on the validation split
         written = [path for path in (selected_path, best_path, out_dir / "last.pt") if path.is_file()]
         calibrated = calibrate_checkpoints(written, core, val_loader, device, config.calibration,
