@@ -194,4 +194,22 @@ def test_single_class_dataset_is_reported_not_fatal(tmp_path):
     row = cross_dataset_table({"d": summary}).rows[0]
     assert row[4] == row[5] == row[6] == "n/a (one class)"  # video AUC, its CI, AP: undefined, and why
     assert row[3] == "n/a"  # no frame scores at all
-    assert row[8] == "100.00"  # acc@0.5 is still defined
+    assert row[8] == "100.00"  # the accuracy at the threshold (0.5 here) is still defined
+
+
+def test_accuracy_column_uses_the_checkpoints_stored_threshold(tmp_path):
+    """acc@thr: verdicts at the threshold the checkpoint stores (not a bare 0.5), named in the notes."""
+    path = tmp_path / "videos.csv"
+    with ScoreWriter(path) as writer:
+        for i, (label, score) in enumerate([(0, 0.1), (0, 0.3), (1, 0.4), (1, 0.9)]):
+            writer.write(VideoResult(f"d/{'m' if label else 'original'}/{i}", "d", "m" if label else "original",
+                                     label, score))
+    plain = evaluate_scores(path, bootstrap=0)
+    stored = evaluate_scores(path, bootstrap=0, threshold=0.35, threshold_rule="val_fpr: at most 5% of 8 reals")
+    assert plain.overall.video.acc_at_threshold == pytest.approx(0.75)  # 0.4 is called real at 0.5
+    assert stored.overall.video.acc_at_threshold == pytest.approx(1.0)
+    assert stored.overall.video.acc_at_05 == pytest.approx(0.75)  # still recorded
+    table = cross_dataset_table({"d": stored})
+    assert table.columns[8] == "acc@thr" and table.rows[0][8] == "100.00"
+    assert any("threshold 0.35 (val_fpr: at most 5% of 8 reals)" in note for note in table.notes)
+    assert any("0.5 (no stored threshold)" in note for note in cross_dataset_table({"d": plain}).notes)

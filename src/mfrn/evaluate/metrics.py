@@ -40,6 +40,8 @@ class BinaryMetrics:
     n_bootstrap: int = 0
     reason: str = ""
     curve: RocCurve | None = field(default=None, repr=False)
+    threshold: float = 0.5  # the verdict threshold acc_at_threshold uses (a checkpoint's stored one, or 0.5)
+    acc_at_threshold: float = float("nan")
 
     @property
     def valid(self) -> bool:
@@ -131,11 +133,13 @@ def _bootstrap(
     return tuple((float(low[k]), float(high[k])) for k in range(3))  # type: ignore[return-value]
 
 
-def binary_metrics(labels, scores, bootstrap: int = 1000, seed: int = 0) -> BinaryMetrics:
-    """AUC, AP, EER (+ threshold), accuracy at 0.5 and at the EER threshold, 95 % bootstrap CIs.
+def binary_metrics(labels, scores, bootstrap: int = 1000, seed: int = 0, threshold: float = 0.5) -> BinaryMetrics:
+    """AUC, AP, EER (+ threshold), accuracy at 0.5, at ``threshold`` (the verdict threshold, e.g. a
+    checkpoint's stored one) and at the EER threshold, 95 % bootstrap CIs.
 
     ``labels``: 1 = fake, 0 = real. With a single class present the rank metrics are NaN and
-    ``reason`` says why (accuracy at 0.5 is still given). ``bootstrap=0`` skips the intervals.
+    ``reason`` says why (the accuracies at 0.5 and at ``threshold`` are still given). ``bootstrap=0``
+    skips the intervals.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
@@ -144,10 +148,13 @@ def binary_metrics(labels, scores, bootstrap: int = 1000, seed: int = 0) -> Bina
     n_real = int(y.size - n_fake)
     # interpretation: a score of exactly 0.5 counts as fake (predict fake when score >= threshold)
     acc_05 = float(np.mean((s >= 0.5) == (y == 1))) if y.size else float("nan")
+    threshold = float(threshold)
+    acc_threshold = float(np.mean((s >= threshold) == (y == 1))) if y.size else float("nan")
     if n_real == 0 or n_fake == 0:
         reason = f"only one class present ({n_real} real, {n_fake} fake): AUC/AP/EER undefined"
         nan = float("nan")
-        return BinaryMetrics(nan, nan, nan, nan, acc_05, nan, n_real, n_fake, reason=reason)
+        return BinaryMetrics(nan, nan, nan, nan, acc_05, nan, n_real, n_fake, reason=reason, threshold=threshold,
+                             acc_at_threshold=acc_threshold)
     auc = float(roc_auc_score(y, s))
     ap = float(average_precision_score(y, s))
     fpr, tpr, thresholds = roc_curve(y, s)
@@ -155,7 +162,7 @@ def binary_metrics(labels, scores, bootstrap: int = 1000, seed: int = 0) -> Bina
     acc_eer = float(np.mean((s >= eer_threshold) == (y == 1)))
     metrics = BinaryMetrics(
         auc, ap, eer, eer_threshold, acc_05, acc_eer, n_real, n_fake,
-        curve=RocCurve(fpr.tolist(), tpr.tolist()),
+        curve=RocCurve(fpr.tolist(), tpr.tolist()), threshold=threshold, acc_at_threshold=acc_threshold,
     )
     if bootstrap > 0:
         metrics.auc_ci, metrics.ap_ci, metrics.eer_ci = _bootstrap(y, s, bootstrap, seed)

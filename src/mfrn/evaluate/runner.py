@@ -265,6 +265,12 @@ def _temporal_report(name: str, summary, run: EvalRun, out: Path, detector, boot
     print(table.markdown)
 
 
+def _verdict_threshold(detector) -> dict:
+    """The checkpoint's stored verdict threshold and its rule, for the tables' accuracy column."""
+    stored = detector.calibration is not None
+    return {"threshold": detector.threshold, "threshold_rule": detector.threshold_rule if stored else None}
+
+
 def _sweep_row(perturbation, level: int, summary) -> dict:
     """One level of a robustness sweep: its parameter value and the video AUC with its interval."""
     video = summary.overall.video
@@ -315,7 +321,7 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
             if not is_main:
                 continue
             summary = evaluate_scores(run.video_csv, run.frame_csv, bootstrap=args.bootstrap, dataset=name,
-                                      protocol=detector.protocol.describe())
+                                      protocol=detector.protocol.describe(), **_verdict_threshold(detector))
             aucs.append(summary.overall.video.auc)
             if perturbation is not None:
                 sweep.append(_sweep_row(perturbation, level, summary))

@@ -87,6 +87,8 @@ class EvalSummary:
     compressions: list[str] = field(default_factory=list)  # as the video keys name them (FF++: raw, c23, c40)
     n_missing: int = 0  # listed by the dataset's label/split file but not on disk: never scored
     missing_keys: list[str] = field(default_factory=list)  # the first few, for the notes
+    threshold: float = 0.5  # the verdict threshold of the accuracy column
+    threshold_rule: str | None = None  # how it was chosen (None: no stored threshold, 0.5)
 
     @property
     def compression(self) -> str:
@@ -149,9 +151,11 @@ def _frame_arrays(
 
 
 def _metrics_for(
-    videos: list[VideoResult], frame_scores: dict[str, dict[int, float]] | None, bootstrap: int, seed: int
+    videos: list[VideoResult], frame_scores: dict[str, dict[int, float]] | None, bootstrap: int, seed: int,
+    threshold: float = 0.5,
 ) -> tuple[BinaryMetrics, BinaryMetrics | None]:
-    video = binary_metrics([v.label for v in videos], [v.score for v in videos], bootstrap=bootstrap, seed=seed)
+    video = binary_metrics([v.label for v in videos], [v.score for v in videos], bootstrap=bootstrap, seed=seed,
+                           threshold=threshold)
     frame_labels, frame_values = _frame_arrays(videos, frame_scores)
     frame = None
     if frame_values.size:
@@ -167,8 +171,13 @@ def summarize(
     frame_scores: dict[str, dict[int, float]] | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    threshold: float = 0.5,
+    threshold_rule: str | None = None,
 ) -> EvalSummary:
-    """Per-method breakdown of one dataset's results: each fake method against all reals, and ALL."""
+    """Per-method breakdown of one dataset's results: each fake method against all reals, and ALL.
+
+    ``threshold``: the verdict threshold the accuracy column uses (the checkpoint's stored one, said by
+    ``threshold_rule``; 0.5 without one)."""
     ok = [r for r in results if r.status == "ok"]
     missing = [r for r in results if r.status == "missing"]
     failed = [r for r in results if r.status not in ("ok", "missing")]
@@ -178,21 +187,22 @@ def summarize(
     summary = EvalSummary(
         dataset=dataset, protocol=protocol, n_videos=len(results), n_scored=len(ok), n_failed=len(failed),
         n_no_face=sum(r.no_face for r in ok), failed_reasons=reasons, compressions=_compressions(results),
-        n_missing=len(missing), missing_keys=[r.key for r in missing[:10]],
+        n_missing=len(missing), missing_keys=[r.key for r in missing[:10]], threshold=float(threshold),
+        threshold_rule=threshold_rule,
     )
     reals = [r for r in ok if r.label == 0]
     fakes = [r for r in ok if r.label == 1]
     methods = sorted({r.method for r in fakes})
-    summary.methods.append(MethodResult(ALL, *_metrics_for(ok, frame_scores, bootstrap, seed), tuple(methods)))
+    summary.methods.append(MethodResult(ALL, *_metrics_for(ok, frame_scores, bootstrap, seed, threshold), tuple(methods)))
     if canonical_dataset(dataset) == "FF++" and set(FFPP_ORIGINAL_METHODS) < set(methods):
         # FaceShifter (or another method) beside the four: SBI's "all" is its own row
         subset = reals + [r for r in fakes if r.method in FFPP_ORIGINAL_METHODS]
-        summary.methods.append(MethodResult(SBI_ALL, *_metrics_for(subset, frame_scores, bootstrap, seed),
+        summary.methods.append(MethodResult(SBI_ALL, *_metrics_for(subset, frame_scores, bootstrap, seed, threshold),
                                             FFPP_ORIGINAL_METHODS))
     if len(methods) > 1:
         for method in methods:
             subset = reals + [r for r in fakes if r.method == method]
-            summary.methods.append(MethodResult(method, *_metrics_for(subset, frame_scores, bootstrap, seed), (method,)))
+            summary.methods.append(MethodResult(method, *_metrics_for(subset, frame_scores, bootstrap, seed, threshold), (method,)))
     return summary
 
 
@@ -213,6 +223,8 @@ def evaluate_scores(
     seed: int = 0,
     dataset: str | None = None,
     protocol: str | None = None,
+    threshold: float = 0.5,
+    threshold_rule: str | None = None,
 ) -> EvalSummary:
     """Summarise a score file written by ``ScoreWriter`` (and optionally a ``FrameScoreWriter`` file).
 
@@ -234,7 +246,7 @@ def evaluate_scores(
             raise ValueError(f"{video_csv} has no rows for dataset {dataset!r}; it has {names}")
     protocol = protocol or read_meta(video_csv).get("protocol", "protocol: not recorded")
     frames = read_frame_scores(frame_csv) if frame_csv is not None else None
-    return summarize(results, dataset, protocol, frames, bootstrap, seed)
+    return summarize(results, dataset, protocol, frames, bootstrap, seed, threshold, threshold_rule)
 
 
 @dataclass
@@ -285,7 +297,7 @@ def _ref(value: float | None) -> str:
 
 
 METRIC_COLUMNS = ["n_real", "n_fake", "frame AUC", "video AUC", "video AUC 95% CI", "video AP", "video EER",
-                  "acc@0.5"]
+                  "acc@thr"]
 
 
 ONE_CLASS = "n/a (one class)"
@@ -301,12 +313,18 @@ def _rank_cell(value: float | None, metrics: BinaryMetrics | None) -> str:
 def _metric_cells(result: MethodResult) -> list[str]:
     v, f = result.video, result.frame
     return [str(v.n_real), str(v.n_fake), _rank_cell(f.auc if f else None, f), _rank_cell(v.auc, v),
-            ONE_CLASS if v.reason else _ci(v.auc_ci), _rank_cell(v.ap, v), _rank_cell(v.eer, v), _pct(v.acc_at_05)]
+            ONE_CLASS if v.reason else _ci(v.auc_ci), _rank_cell(v.ap, v), _rank_cell(v.eer, v), _pct(v.acc_at_threshold)]
 
 
 _COMMON_NOTE = ("all metrics in %; AUC/AP/EER from scikit-learn (EER interpolated where FPR = 1 - TPR); "
-                "CI = stratified bootstrap over videos; acc@0.5: score >= 0.5 counts as fake; "
-                "reference columns are published numbers, not re-measured")
+                "CI = stratified bootstrap over videos; reference columns are published numbers, not re-measured")
+
+
+def _threshold_note(summaries) -> str:
+    """What the acc@thr column's threshold is: the checkpoint's stored one (and its rule), or 0.5."""
+    pairs = sorted({(s.threshold, s.threshold_rule) for s in summaries}, key=lambda pair: pair[0])
+    parts = [f"{threshold:.4g} ({rule})" if rule else f"{threshold:.4g} (no stored threshold)" for threshold, rule in pairs]
+    return "acc@thr: a video whose score is >= the verdict threshold counts as fake; threshold " + "; ".join(parts)
 
 
 def _title(text: str, summary: EvalSummary) -> str:
@@ -341,7 +359,7 @@ def cross_manipulation_table(summary: EvalSummary) -> Table:
     for result in summary.methods:
         rows.append([result.label()] + _metric_cells(result) + [_ref(_paper(dataset, result)), _ref(_sbi(dataset, result))])
     notes = [note for note in (summary.protocol, summary.compression_note(), summary.measurement_note(),
-                               _COMMON_NOTE, _groups_note(summary)) if note]
+                               _COMMON_NOTE, _threshold_note([summary]), _groups_note(summary)) if note]
     notes.append("each method row: that method's fake videos vs all real test videos")
     return Table(_title("Cross-manipulation", summary), ["method"] + METRIC_COLUMNS +
                  ["paper video AUC", "SBI video AUC"], rows, notes)
@@ -361,7 +379,7 @@ def cross_dataset_table(summaries: dict[str, EvalSummary]) -> Table:
             label = shown if len(results) == 1 and result.reference_key() != SBI_ALL else f"{shown}: {result.label()}"
             rows.append([label] + _metric_cells(result) + [_ref(_paper(dataset, result)), _ref(_sbi(dataset, result))])
         notes += [note for note in (summary.compression_note(), summary.measurement_note(), _groups_note(summary)) if note]
-    notes.append(_COMMON_NOTE)
+    notes += [_COMMON_NOTE, _threshold_note(summaries.values())]
     if len(protocols) > 1:
         notes.append("WARNING: the datasets were scored under different protocols (see above)")
     return Table("Cross-dataset", ["dataset"] + METRIC_COLUMNS + ["paper video AUC", "SBI video AUC"], rows, notes)
