@@ -223,3 +223,22 @@ def test_torchrun_runs_the_train_command_on_cpu(prepared_faces, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("last checkpoint:") == 1 and "2 process(es)" in result.stdout
     assert (tmp_path / "cli" / "last.pt").is_file()
+
+
+def test_val_crf_reports_the_validation_auc_after_h264(prepared_faces, tmp_path):
+    """data.val_crf: the val pairs re-encoded at one CRF give a second, reported AUC; selection stays on val_auc."""
+    from mfrn.synth.dataset import CompressedPairs
+
+    plain = {"image": torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(0)), "label": torch.tensor([0, 1])}
+    coded = CompressedPairs([plain], crf=45)[0]
+    assert coded["image"].shape == plain["image"].shape and torch.equal(coded["label"], plain["label"])
+    change = float((coded["image"] - plain["image"]).abs().mean())
+    assert 0.02 < change < 0.5  # lossy at CRF 45 (noise does not survive), still the same image's range
+    assert torch.equal(CompressedPairs([plain], crf=45)[0]["image"], coded["image"])  # deterministic
+
+    result = train(load_config(None, tiny(prepared_faces, tmp_path / "crf", "train.epochs=1", "data.val_crf=40",
+                                          "calibration.enabled=false")), progress=False)
+    entry = result.history[-1]
+    assert 0.0 <= entry["val_auc_crf"] <= 1.0 and 0.0 <= entry["val_auc"] <= 1.0
+    with pytest.raises(ValueError, match="data.val_crf"):
+        load_config(None, ["data.val_crf=60"])

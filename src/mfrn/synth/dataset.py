@@ -40,10 +40,16 @@ class DataConfig:
     # SBI makes its val pairs without training-time augmentation (no flip, no joint post-transforms,
     # test crop margins); True uses the training pipeline for them too
     val_augmentation: bool = False
+    # also report the val AUC on the same val pairs re-encoded by H.264 at this CRF (e.g. 40, FF++'s c40):
+    # a compression-robustness signal measured on validation data, for choosing sbi.codec settings without a
+    # test set; None: off. It never chooses the checkpoint (the val AUC does)
+    val_crf: int | None = None
 
     def __post_init__(self) -> None:
         if self.faces_per_frame not in ("largest", "all"):
             raise ValueError(f"data.faces_per_frame must be largest or all, got {self.faces_per_frame!r}")
+        if self.val_crf is not None and not 0 <= int(self.val_crf) <= 51:
+            raise ValueError(f"data.val_crf must be an H.264 CRF in 0..51 (or null), got {self.val_crf!r}")
         if self.batch_size < 1:
             raise ValueError("data.batch_size must be >= 1")
 
@@ -333,6 +339,28 @@ def pair_item(real: np.ndarray, fake: np.ndarray, region_map: np.ndarray, bounda
         "kind": kind,
         "key": key,
     }
+
+
+class CompressedPairs(Dataset):
+    """The items of ``pairs`` with every image (real and fake, or each frame of a clip) re-encoded by
+    H.264 at one ``crf`` (``data.val_crf``): the same deterministic intra-frame round trip as ``sbi.codec``."""
+
+    def __init__(self, pairs, crf: int, preset: str = "medium") -> None:
+        self.pairs, self.crf, self.preset = pairs, int(crf), preset
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        from mfrn.data.video_io import h264_roundtrip
+
+        item = dict(self.pairs[index])
+        images = item["image"]  # float in [0, 1]: (2, 3, S, S), or (2, T, 3, S, S) for clips
+        flat = images.reshape(-1, *images.shape[-3:])
+        pixels = (flat.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        coded = np.stack([h264_roundtrip(image, self.crf, self.preset) for image in pixels])
+        item["image"] = torch.from_numpy(coded).permute(0, 3, 1, 2).to(images.dtype).div(255.0).reshape(images.shape)
+        return item
 
 
 def collate_pairs(batch: list[dict]) -> dict:

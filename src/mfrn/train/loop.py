@@ -205,6 +205,12 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             f"{config.data.batch_size}: lower data.batch_size or prepare more faces"
         )
     val_loader = DataLoader(val_set, batch_size=config.data.batch_size, shuffle=False, drop_last=False, **loader_kwargs)
+    val_crf_loader = None
+    if config.data.val_crf is not None:  # the same val pairs through H.264: reported, never used for selection
+        from mfrn.synth.dataset import CompressedPairs
+
+        val_crf_loader = DataLoader(CompressedPairs(val_set, config.data.val_crf), batch_size=config.data.batch_size,
+                                    shuffle=False, drop_last=False, **loader_kwargs)
     total_steps = steps_per_epoch * config.train.epochs
 
     model = build_model(config.model).to(device)
@@ -337,6 +343,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             if dist_info.is_main and (epoch % config.train.val_every_epochs == 0 or epoch == config.train.epochs):
                 t_val = time.perf_counter()
                 entry.update(validate(core, val_loader, criterion, device, config))
+                if val_crf_loader is not None:
+                    entry["val_auc_crf"] = validate(core, val_crf_loader, criterion, device, config)["val_auc"]
                 entry["val_seconds"] = time.perf_counter() - t_val
                 improved = not math.isnan(entry["val_auc"]) and (best_auc is None or entry["val_auc"] > best_auc)
                 if improved:
@@ -346,11 +354,15 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                 selected = select_checkpoint(history, t.checkpoint_rule, t.checkpoint_top_k).epoch == epoch
                 entry["selected"] = selected
                 saved = [name for name, flag in ((BEST_FILE, improved), (SELECTED_FILE, selected)) if flag]
+                at_crf = (f", val AUC at H.264 CRF {config.data.val_crf} {entry['val_auc_crf']:.4f}"
+                          if "val_auc_crf" in entry else "")
                 print(f"epoch {epoch}: train loss {entry['train_loss']:.4f}, val AUC {entry['val_auc']:.4f}, "
-                      f"val loss {entry['val_loss']:.4f}" + (f" (saved {', '.join(saved)})" if saved else ""))
+                      f"val loss {entry['val_loss']:.4f}{at_crf}" + (f" (saved {', '.join(saved)})" if saved else ""))
                 if writer is not None:
                     writer.add_scalar("val/auc", entry["val_auc"], global_step)
                     writer.add_scalar("val/loss", entry["val_loss"], global_step)
+                    if "val_auc_crf" in entry:
+                        writer.add_scalar("val/auc_crf", entry["val_auc_crf"], global_step)
                 if improved:
                     save_checkpoint(out_dir / BEST_FILE, payload())
                 if selected:
