@@ -24,6 +24,7 @@ def test_quick_demo_trains_calibrates_judges_real_manipulations_and_reports(samp
     assert "commit" in report and "CPU" in report and "mfrn eval -m" in report  # how the numbers were measured
     assert "video AUC, real manipulations (2 real + 2 face-swap test videos)" in report  # one test pair, both ways
     assert "after H.264 CRF 40" in report and "Localisation against the swap masks" in report
+    assert "val AUC at H.264 CRF 40" in report  # the compression signal on validation data, per epoch
     assert len(list((out / "previews").glob("*.png"))) == 4
     results = json.loads((out / "detect" / "results.json").read_text(encoding="utf-8"))
     names = {r["path"].rsplit("/", 1)[-1]: r for r in results["results"]}

@@ -402,10 +402,12 @@ def write_report(out: Path, run) -> Path:
     lines += [f"![preview]({_rel(out, p)})" for p in run.previews]
     lines += ["", f"## 4. Training ({run.config.model.name} on {run.config.model.backbone}, "
               f"{run.config.sbi.crop.size} px, {run.config.train.epochs} epochs)", "",
-              "| epoch | train loss | val AUC | val loss | train s |", "|---|---|---|---|---|"]
+              f"| epoch | train loss | val AUC | val AUC at H.264 CRF {run.config.data.val_crf} | val loss | train s |",
+              "|---|---|---|---|---|---|"]
     for entry in result.history:
         lines.append(f"| {entry['epoch']} | {entry['train_loss']:.4f} | {entry.get('val_auc', float('nan')):.4f} | "
-                     f"{entry.get('val_loss', float('nan')):.4f} | {entry.get('train_seconds', float('nan')):.0f} |")
+                     f"{entry.get('val_auc_crf', float('nan')):.4f} | {entry.get('val_loss', float('nan')):.4f} | "
+                     f"{entry.get('train_seconds', float('nan')):.0f} |")
     if result.selection is not None:
         lines += ["", f"Selected checkpoint: {result.selection.describe()} ({result.selection.rule})."]
     lines += ["", "Calibration (on the validation split; the test split plays no part):", "", "```",
