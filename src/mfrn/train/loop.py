@@ -7,6 +7,7 @@ dataset's own val split (real val faces and their synthetic fakes), never on a t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -121,6 +122,21 @@ def _autocast(config: Config, device: torch.device):
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
+
+
+@contextlib.contextmanager
+def _random_states_kept():
+    """Restore Python's, NumPy's and torch's global random states afterwards (the pairs' synthesis may draw
+    from them), so that an extra, reported-only evaluation leaves the training run as it would have been."""
+    import random
+
+    python_state, numpy_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
 
 
 @torch.no_grad()
@@ -343,8 +359,9 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             if dist_info.is_main and (epoch % config.train.val_every_epochs == 0 or epoch == config.train.epochs):
                 t_val = time.perf_counter()
                 entry.update(validate(core, val_loader, criterion, device, config))
-                if val_crf_loader is not None:
-                    entry["val_auc_crf"] = validate(core, val_crf_loader, criterion, device, config)["val_auc"]
+                if val_crf_loader is not None:  # a report only: the training run stays the one without it
+                    with _random_states_kept():
+                        entry["val_auc_crf"] = validate(core, val_crf_loader, criterion, device, config)["val_auc"]
                 entry["val_seconds"] = time.perf_counter() - t_val
                 improved = not math.isnan(entry["val_auc"]) and (best_auc is None or entry["val_auc"] > best_auc)
                 if improved:
