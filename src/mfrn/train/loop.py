@@ -7,7 +7,6 @@ dataset's own val split (real val faces and their synthetic fakes), never on a t
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -124,21 +123,6 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-@contextlib.contextmanager
-def _random_states_kept():
-    """Restore Python's, NumPy's and torch's global random states afterwards (the pairs' synthesis may draw
-    from them), so that an extra, reported-only evaluation leaves the training run as it would have been."""
-    import random
-
-    python_state, numpy_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(torch_state)
-
-
 @torch.no_grad()
 def validate(model, loader, criterion, device, config: Config) -> dict:
     """AUC and loss on the val pairs (deterministic fakes)."""
@@ -220,13 +204,18 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             f"{len(train_set)} training faces make no full (global) batch of "
             f"{config.data.batch_size}: lower data.batch_size or prepare more faces"
         )
-    val_loader = DataLoader(val_set, batch_size=config.data.batch_size, shuffle=False, drop_last=False, **loader_kwargs)
+    # each validation loader has its own generator: iterating a DataLoader draws a base seed from torch's global
+    # random state otherwise, and that state drives dropout in the training steps (validating would change training)
+    def val_loader_of(dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, drop_last=False,
+                          generator=torch.Generator().manual_seed(config.train.seed), **loader_kwargs)
+
+    val_loader = val_loader_of(val_set)
     val_crf_loader = None
     if config.data.val_crf is not None:  # the same val pairs through H.264: reported, never used for selection
         from mfrn.synth.dataset import CompressedPairs
 
-        val_crf_loader = DataLoader(CompressedPairs(val_set, config.data.val_crf), batch_size=config.data.batch_size,
-                                    shuffle=False, drop_last=False, **loader_kwargs)
+        val_crf_loader = val_loader_of(CompressedPairs(val_set, config.data.val_crf))
     total_steps = steps_per_epoch * config.train.epochs
 
     model = build_model(config.model).to(device)
@@ -360,8 +349,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                 t_val = time.perf_counter()
                 entry.update(validate(core, val_loader, criterion, device, config))
                 if val_crf_loader is not None:  # a report only: the training run stays the one without it
-                    with _random_states_kept():
-                        entry["val_auc_crf"] = validate(core, val_crf_loader, criterion, device, config)["val_auc"]
+                    entry["val_auc_crf"] = validate(core, val_crf_loader, criterion, device, config)["val_auc"]
                 entry["val_seconds"] = time.perf_counter() - t_val
                 improved = not math.isnan(entry["val_auc"]) and (best_auc is None or entry["val_auc"] > best_auc)
                 if improved:
