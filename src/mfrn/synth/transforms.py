@@ -142,10 +142,6 @@ class CodecTransform:
             out.append(cv2.resize(coded, (width, height), interpolation=cv2.INTER_LINEAR) if scaled else coded)
         return out[0], out[1]
 
-    def __call__(self, fake: np.ndarray, real: np.ndarray, face_width: float,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return self.apply(fake, real, self.draw(rng, face_width))
-
 
 def _symmetric(limit: float) -> tuple[float, float]:
     return (-float(limit), float(limit))
