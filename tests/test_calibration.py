@@ -101,7 +101,7 @@ def test_choose_calibration_states_its_rules_and_stores_what_it_chose():
     mask = np.zeros((16, 16), bool)
     mask[4:12, 4:12] = True
     pixels.update(0.3 * mask, mask)
-    report = choose_calibration(CalibrationConfig(), logits, labels, pixels)
+    report = choose_calibration(CalibrationConfig(unit="face"), logits, labels, pixels)
     cal = report.calibration
     assert cal.rule.startswith("val_fpr") and "60 validation real faces" in cal.rule and "synthetic" in cal.rule
     assert report.val_fpr <= 0.05 and report.val_tpr == 1.0 and 0.25 < cal.threshold < 0.31
@@ -110,7 +110,7 @@ def test_choose_calibration_states_its_rules_and_stores_what_it_chose():
     assert report.pixel_iou_at_05 == 0.0 and report.pixel_score == 1.0
     assert "verdict threshold" in report.format() and "IoU 1.000" in report.format()
 
-    eer = choose_calibration(CalibrationConfig(rule="eer", temperature="fit"), logits, labels)
+    eer = choose_calibration(CalibrationConfig(rule="eer", temperature="fit", unit="face"), logits, labels)
     assert eer.calibration.rule.startswith("eer") and eer.calibration.temperature is not None
     assert eer.calibration.pixel_threshold is None and eer.eer == 0.0
     assert eer.nll_after <= eer.nll_before + 1e-12
@@ -118,7 +118,7 @@ def test_choose_calibration_states_its_rules_and_stores_what_it_chose():
 
 @pytest.mark.parametrize("field, value, match", [
     ("rule", "median", "calibration.rule"), ("target_fpr", 1.0, "target_fpr"), ("temperature", "yes", "off or fit"),
-    ("pixel_rule", "dice", "pixel_rule"), ("pixel_mask_level", 0.0, "pixel_mask_level"),
+    ("pixel_rule", "dice", "pixel_rule"), ("pixel_mask_level", 0.0, "pixel_mask_level"), ("unit", "clip", "unit"),
 ])
 def test_bad_settings_are_refused_with_the_key_named(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -128,3 +128,55 @@ def test_bad_settings_are_refused_with_the_key_named(field, value, match):
 def test_calibration_needs_validation_reals():
     with pytest.raises(ValueError, match="validation reals"):
         choose_calibration(CalibrationConfig(), _logits_for(np.array([0.9, 0.8])), np.array([1, 1]))
+    with pytest.raises(ValueError, match="unit video needs each validation image's video"):
+        choose_calibration(CalibrationConfig(), _logits_for(np.array([0.1, 0.8])), np.array([0, 1]))
+
+
+def _validation_videos(rng, n_videos: int, n_frames: int, centres, spread: float, label: int):
+    """Scores, labels and (video, frame) keys of ``n_videos`` videos with noisy frames around their centres."""
+    scores, keys = [], []
+    for v, centre in zip(range(n_videos), centres):
+        for f in range(n_frames):
+            scores.append(np.clip(centre + rng.uniform(-spread, spread), 0.001, 0.999))
+            keys.append((f"{'fake' if label else 'real'}/{v:02d}", f"{'fake' if label else 'real'}/{v:02d}#{f}"))
+    return np.array(scores), np.full(len(scores), label), keys
+
+
+def test_the_video_unit_counts_videos_as_detect_scores_them_and_keeps_the_face_threshold_for_images():
+    rng = np.random.default_rng(4)
+    # 20 real videos of 8 frames: centres 0.1-0.3, single frames spread +-0.3 around them (a face's
+    # score is noisier than its video's mean); fakes well above
+    reals, real_labels, real_keys = _validation_videos(rng, 20, 8, np.linspace(0.1, 0.3, 20), 0.3, 0)
+    fakes, fake_labels, fake_keys = _validation_videos(rng, 20, 8, np.full(20, 0.8), 0.15, 1)
+    # a second, lower face in one real frame: the frame's score is its highest face, so nothing changes
+    reals, real_labels = np.r_[reals, 0.001], np.r_[real_labels, 0]
+    real_keys = real_keys + [real_keys[0]]
+    scores = np.r_[reals, fakes]
+    report = choose_calibration(CalibrationConfig(), _logits_for(scores), np.r_[real_labels, fake_labels],
+                                videos=real_keys + fake_keys)
+    cal = report.calibration
+    means = np.array([reals[:-1][8 * v: 8 * v + 8].mean() for v in range(20)])
+    assert cal.threshold == pytest.approx(threshold_at_fpr(means, 0.05))  # one of 20 real videos above it
+    assert cal.image_threshold == pytest.approx(threshold_at_fpr(reals, 0.05))  # 8 of the 161 real faces
+    assert cal.threshold < cal.image_threshold - 0.1  # the mean of 8 frames sits far below a face's tail
+    assert report.unit == "video" and report.n_real_units == 20 and report.n_fake_units == 20
+    assert report.val_fpr == pytest.approx(1 / 20) and report.val_tpr == 1.0
+    assert "of 20 validation real videos" in cal.rule and "of 161 validation real faces" in cal.image_rule
+    assert cal.threshold_for("video") == cal.threshold and cal.threshold_for("image") == cal.image_threshold
+    assert cal.rule_for("image") == cal.image_rule and "single images at" in cal.describe()
+    assert "of 20 real videos called fake" in report.format()
+    # the protocol's own aggregation is used when given (here: the median over frames)
+    median = choose_calibration(CalibrationConfig(), _logits_for(scores), np.r_[real_labels, fake_labels],
+                                videos=real_keys + fake_keys,
+                                aggregate=lambda frames: float(np.median([max(f) for f in frames])))
+    medians = np.array([np.median(reals[:-1][8 * v: 8 * v + 8]) for v in range(20)])
+    assert median.calibration.threshold == pytest.approx(threshold_at_fpr(medians, 0.05))
+
+
+def test_video_scores_group_faces_by_frame_and_frames_by_video():
+    from mfrn.calibration import video_scores
+
+    keys = [("a", "a#0"), ("a", "a#0"), ("a", "a#1"), ("b", "b#0")]
+    assert video_scores(np.array([0.2, 0.6, 0.4, 0.9]), keys).tolist() == pytest.approx([0.5, 0.9])
+    with pytest.raises(ValueError, match="3 scores but 4 video keys"):
+        video_scores(np.array([0.2, 0.6, 0.4]), keys)

@@ -52,6 +52,8 @@ def test_set_calibration_adds_and_removes_the_entry(tmp_path):
     ({"threshold": 0.5, "rule": "x", "pixel_threshold": 0.3}, "pixel_rule"),
     ({"threshold": 0.5, "rule": "x", "pixel_threshold": -0.1, "pixel_rule": "y"}, "pixel_threshold must be in"),
     ({"threshold": True, "rule": "x"}, "finite number"),
+    ({"threshold": 0.5, "rule": "x", "image_threshold": 0.7}, "image_rule"),
+    ({"threshold": 0.5, "rule": "x", "image_threshold": 1.7, "image_rule": "y"}, "image_threshold must be in"),
 ])
 def test_bad_calibrations_are_refused_with_the_field_named(kwargs, match):
     with pytest.raises(ValueError, match=match):

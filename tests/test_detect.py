@@ -210,6 +210,13 @@ def test_detect_uses_the_stored_threshold_and_prints_its_rule(sample_media, tiny
     record = _json(tmp_path / "cal")["results"][0]
     assert record["label"] == "real" and record["threshold"] == pytest.approx(score + 0.05)
     assert _json(tmp_path / "cal")["calibration"]["pixel_threshold"] == 0.3
+    # a calibration counted on videos keeps a threshold of its own for single images: a photo uses it
+    set_calibration(checkpoint, Calibration(max(0.0, score - 0.05), "at most 5% of 4 validation real videos",
+                                            image_threshold=min(1.0, score + 0.05),
+                                            image_rule="at most 5% of 32 validation real faces"))
+    result = _detector(checkpoint).detect_path(photo)
+    assert result.label == "real" and result.threshold == pytest.approx(score + 0.05)
+    assert result.threshold_rule == "at most 5% of 32 validation real faces"
 
 
 def test_a_rerun_with_another_checkpoint_is_refused(sample_media, tiny_checkpoint, tmp_path, capsys):

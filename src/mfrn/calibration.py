@@ -11,6 +11,15 @@ older checkpoint, and ``mfrn eval --localisation`` reads region maps through its
     looks at the synthetic fakes (the EER point) puts the threshold between the reals and fakes
     that are easier than the ones it must catch.
   - ``eer``: the equal-error point between validation reals and their synthetic fakes.
+* **Unit** (``calibration.unit``): what the rule counts. ``video`` (the default): the validation
+  faces are scored per validation video as ``detect`` and ``eval`` score a video (the highest face
+  of a frame, the mean over frames), and the rule counts videos: ``target_fpr`` is the share of
+  real *videos* called fake, the verdict a video gets. # interpretation: a video's score is a mean
+  of frames, so its spread is smaller than one face's; a threshold counted on faces sits in the
+  tail of single faces, far above the real videos it has to pass, and misses manipulated videos
+  that a video-level threshold catches. The same rule counted on faces gives a single image's
+  threshold, stored beside it (``Calibration.image_threshold``). ``face``: one threshold, counted on
+  faces, for both.
 * **Temperature** (``calibration.temperature``): ``fit`` minimises the validation NLL of
   softmax(logits / T) over T; ``off`` (the default) keeps T = 1. The threshold is chosen on the
   scaled scores either way, so T changes the reported probabilities, never a verdict.
@@ -23,6 +32,7 @@ older checkpoint, and ``mfrn eval --localisation`` reads region maps through its
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +40,7 @@ import numpy as np
 from mfrn.checkpoint import Calibration
 
 THRESHOLD_RULES = ("val_fpr", "eer")
+UNITS = ("video", "face")
 TEMPERATURE_MODES = ("off", "fit")
 PIXEL_RULES = ("iou", "f1")
 
@@ -41,6 +52,7 @@ class CalibrationConfig:
     enabled: bool = True  # calibrate selected.pt, best.pt and last.pt at the end of training
     rule: str = "val_fpr"  # "val_fpr" | "eer"
     target_fpr: float = 0.05  # val_fpr: the share of validation reals the threshold may call fake
+    unit: str = "video"  # "video" | "face": what the rule counts (videos also store a threshold for images)
     temperature: str = "off"  # "off" | "fit"
     pixel_rule: str = "iou"  # "iou" | "f1"
     pixel_mask_level: float = 0.5  # a val fake's region: its blend mask >= this x the mask's peak
@@ -48,6 +60,8 @@ class CalibrationConfig:
     def __post_init__(self) -> None:
         if self.rule not in THRESHOLD_RULES:
             raise ValueError(f"calibration.rule must be one of {', '.join(THRESHOLD_RULES)}, got {self.rule!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"calibration.unit must be video or face, got {self.unit!r}")
         if not 0.0 <= self.target_fpr < 1.0:
             raise ValueError(f"calibration.target_fpr must be in [0, 1), got {self.target_fpr}")
         if self.temperature not in TEMPERATURE_MODES:
@@ -209,10 +223,10 @@ class CalibrationReport:
     """The chosen calibration and what it was chosen from (printed at the end of training)."""
 
     calibration: Calibration
-    n_real: int
+    n_real: int  # validation faces
     n_fake: int
-    val_fpr: float  # share of validation reals at or above the threshold
-    val_tpr: float  # share of validation (synthetic) fakes at or above it
+    val_fpr: float  # share of validation real units (videos or faces) at or above the threshold
+    val_tpr: float  # share of validation (synthetic) fake units at or above it
     eer: float
     eer_threshold: float
     nll_before: float
@@ -222,11 +236,15 @@ class CalibrationReport:
     pixel_score: float | None = None  # IoU or F1 at the pixel threshold on the validation fakes
     pixel_iou_at_05: float | None = None
     pixel_auc: float | None = None
+    unit: str = "face"  # what val_fpr and val_tpr count: "video" or "face"
+    n_real_units: int = 0  # validation real videos (unit video) or faces
+    n_fake_units: int = 0
 
     def format(self) -> str:
+        units = "videos" if self.unit == "video" else "faces"
         lines = [f"calibration: {self.calibration.describe()}",
-                 f"  validation: {self.val_fpr:.1%} of {self.n_real} real faces called fake, {self.val_tpr:.1%} of "
-                 f"{self.n_fake} synthetic fakes caught; EER {self.eer:.3f} at {self.eer_threshold:.4g}"]
+                 f"  validation: {self.val_fpr:.1%} of {self.n_real_units} real {units} called fake, {self.val_tpr:.1%} of "
+                 f"{self.n_fake_units} synthetic fake {units} caught; face-level EER {self.eer:.3f} at {self.eer_threshold:.4g}"]
         if self.calibration.temperature is not None:
             lines.append(f"  temperature {self.calibration.temperature:.4g}: validation NLL {self.nll_before:.4f} -> "
                          f"{self.nll_after:.4f}, ECE {self.ece_before:.4f} -> {self.ece_after:.4f}")
@@ -243,10 +261,40 @@ def _nll(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(p)))
 
 
+def video_scores(scores: np.ndarray, videos: Sequence[tuple[str, str]],
+                 aggregate: Callable[[list[list[float]]], float] | None = None) -> np.ndarray:
+    """One score per video, in order of first appearance: ``videos[i]`` is image i's (video, frame)
+    key; ``aggregate`` maps a video's per-frame face scores to its score (default: the highest face of
+    a frame, the mean over frames, the inference protocol's defaults)."""
+    if len(videos) != len(scores):
+        raise ValueError(f"{len(scores)} scores but {len(videos)} video keys")
+    frames: dict[str, dict[str, list[float]]] = {}
+    for score, (video, frame) in zip(np.asarray(scores, dtype=np.float64), videos):
+        frames.setdefault(video, {}).setdefault(frame, []).append(float(score))
+    aggregate = aggregate or (lambda faces: float(np.mean([max(f) for f in faces])))
+    return np.array([aggregate(list(by_frame.values())) for by_frame in frames.values()], dtype=np.float64)
+
+
+def _threshold(config: CalibrationConfig, reals: np.ndarray, fakes: np.ndarray, what: str, scaled: str) -> tuple[float, str]:
+    """The verdict threshold of ``config.rule`` on these reals (and fakes), with its rule in words."""
+    if config.rule == "val_fpr":
+        return threshold_at_fpr(reals, config.target_fpr), (
+            f"val_fpr: at most {config.target_fpr:.0%} of {reals.size} validation real {what} called fake ({scaled}); "
+            "anchored on the reals, as validation fakes are synthetic and unseen real manipulations score lower")
+    return threshold_at_eer(reals, fakes)[0], (
+        f"eer: the EER point of {reals.size} real and {fakes.size} synthetic fake validation {what} ({scaled})")
+
+
 def choose_calibration(config: CalibrationConfig, logits: np.ndarray, labels: np.ndarray,
-                       pixels: PixelHistogram | None = None, what: str = "faces") -> CalibrationReport:
+                       pixels: PixelHistogram | None = None, what: str = "faces",
+                       videos: Sequence[tuple[str, str]] | None = None,
+                       aggregate: Callable[[list[list[float]]], float] | None = None) -> CalibrationReport:
     """The calibration ``config`` asks for, from validation logits (N, 2), labels (1 = fake) and,
-    for a model with a region map, the pixel histogram of the validation fakes."""
+    for a model with a region map, the pixel histogram of the validation fakes.
+
+    ``config.unit == "video"`` needs ``videos``: image i's (video key, frame key), its video being
+    the real one its fake was made from; ``aggregate`` scores a video from its frames' face scores
+    (``video_scores``). The reals' and the fakes' videos are scored apart."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if logits.ndim != 2 or logits.shape[1] != 2 or len(logits) != len(labels):
@@ -256,19 +304,24 @@ def choose_calibration(config: CalibrationConfig, logits: np.ndarray, labels: np
         raise ValueError("calibration needs validation reals")
     if config.rule == "eer" and not n_fake:
         raise ValueError("calibration.rule eer needs validation fakes")
+    if config.unit == "video" and videos is None:
+        raise ValueError("calibration.unit video needs each validation image's video (or calibration.unit face)")
     raw = softmax_fake(logits)
     temperature = fit_temperature(logits, labels) if config.temperature == "fit" and n_fake else None
     scores = softmax_fake(logits, temperature or 1.0)
     reals, fakes = scores[labels == 0], scores[labels == 1]
     eer_t, eer = threshold_at_eer(reals, fakes) if n_fake else (float("nan"), float("nan"))
     scaled = f"temperature-scaled P(fake), T {temperature:.3g}" if temperature else "P(fake)"
-    if config.rule == "val_fpr":
-        threshold = threshold_at_fpr(reals, config.target_fpr)
-        rule = (f"val_fpr: at most {config.target_fpr:.0%} of {n_real} validation real {what} called fake ({scaled}); "
-                "anchored on the reals, as validation fakes are synthetic and unseen real manipulations score lower")
-    else:
-        threshold = eer_t
-        rule = f"eer: the EER point of {n_real} real and {n_fake} synthetic fake validation {what} ({scaled})"
+    threshold, rule = _threshold(config, reals, fakes, what, scaled)
+    image_threshold = image_rule = None
+    unit_reals, unit_fakes = reals, fakes
+    if config.unit == "video":
+        keys = list(videos)
+        unit_reals = video_scores(reals, [k for k, y in zip(keys, labels) if y == 0], aggregate)
+        unit_fakes = video_scores(fakes, [k for k, y in zip(keys, labels) if y == 1], aggregate)
+        image_threshold, image_rule = threshold, rule
+        threshold, rule = _threshold(config, unit_reals, unit_fakes, "videos", scaled)
+        rule += " (each validation video scored over its frames as detect and eval score a video)"
     pixel_threshold = pixel_rule = None
     pixel_score = pixel_iou = pixel_auc = None
     if pixels is not None and pixels.n_positive:
@@ -278,11 +331,15 @@ def choose_calibration(config: CalibrationConfig, logits: np.ndarray, labels: np
                       f"the blended region (blend mask >= {config.pixel_mask_level:g} x its peak) of {n_fake} "
                       "validation fakes")
     calibration = Calibration(threshold=float(threshold), rule=rule, temperature=temperature,
-                              pixel_threshold=pixel_threshold, pixel_rule=pixel_rule)
+                              pixel_threshold=pixel_threshold, pixel_rule=pixel_rule,
+                              image_threshold=None if image_threshold is None else float(image_threshold),
+                              image_rule=image_rule)
     ece_after = expected_calibration_error(scores, labels)
     return CalibrationReport(
-        calibration=calibration, n_real=n_real, n_fake=n_fake,
-        val_fpr=float((reals >= threshold).mean()), val_tpr=float((fakes >= threshold).mean()) if n_fake else float("nan"),
+        calibration=calibration, n_real=n_real, n_fake=n_fake, unit=config.unit,
+        n_real_units=int(unit_reals.size), n_fake_units=int(unit_fakes.size),
+        val_fpr=float((unit_reals >= threshold).mean()),
+        val_tpr=float((unit_fakes >= threshold).mean()) if n_fake else float("nan"),
         eer=eer, eer_threshold=eer_t, nll_before=_nll(raw, labels), nll_after=_nll(scores, labels),
         ece_before=expected_calibration_error(raw, labels), ece_after=ece_after,
         pixel_score=pixel_score, pixel_iou_at_05=pixel_iou, pixel_auc=pixel_auc,

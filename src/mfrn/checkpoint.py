@@ -46,6 +46,10 @@ class Calibration:
     - ``pixel_threshold``: a region-map value >= it marks a pixel as manipulated (the outline the
       overlays draw); None when no pixel threshold was learned.
     - ``pixel_rule``: how ``pixel_threshold`` was chosen (required with it).
+    - ``image_threshold``: the threshold for a single image, when ``threshold`` was chosen on videos
+      (a video's score is the mean over its frames, a photo's is one face's: the same share of false
+      alarms needs a higher threshold on one face); None: ``threshold`` serves images too.
+    - ``image_rule``: how ``image_threshold`` was chosen (required with it).
     """
 
     threshold: float
@@ -53,6 +57,8 @@ class Calibration:
     temperature: float | None = None
     pixel_threshold: float | None = None
     pixel_rule: str | None = None
+    image_threshold: float | None = None
+    image_rule: str | None = None
 
     def __post_init__(self) -> None:
         def number(value, name: str) -> float:
@@ -71,6 +77,11 @@ class Calibration:
                 raise ValueError(f"calibration.pixel_threshold must be in [0, 1], got {self.pixel_threshold!r}")
             if not isinstance(self.pixel_rule, str) or not self.pixel_rule.strip():
                 raise ValueError("calibration.pixel_rule must say how the pixel threshold was chosen")
+        if self.image_threshold is not None:
+            if not 0.0 <= number(self.image_threshold, "image_threshold") <= 1.0:
+                raise ValueError(f"calibration.image_threshold must be in [0, 1], got {self.image_threshold!r}")
+            if not isinstance(self.image_rule, str) or not self.image_rule.strip():
+                raise ValueError("calibration.image_rule must say how the image threshold was chosen")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain floats and strings (loadable with ``weights_only=True``, writable as JSON)."""
@@ -93,11 +104,20 @@ class Calibration:
     def describe(self) -> str:
         """One line for the console and the reports."""
         text = f"verdict threshold {self.threshold:.4g} on P(fake) ({self.rule})"
+        if self.image_threshold is not None:
+            text += f"; single images at {self.image_threshold:.4g} ({self.image_rule})"
         if self.temperature is not None:
             text += f"; temperature {self.temperature:.4g} applied to the logits"
         if self.pixel_threshold is not None:
             text += f"; region outline at {self.pixel_threshold:.4g} ({self.pixel_rule})"
         return text
+
+    def threshold_for(self, kind: str | None) -> float:
+        """The verdict threshold of a file of ``kind`` ("image", "video"; None: a video's)."""
+        return self.image_threshold if kind == "image" and self.image_threshold is not None else self.threshold
+
+    def rule_for(self, kind: str | None) -> str:
+        return self.image_rule if kind == "image" and self.image_threshold is not None else self.rule
 
 
 def read_calibration(payload: dict[str, Any], source: str | Path = "checkpoint") -> Calibration | None:

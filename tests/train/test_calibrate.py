@@ -7,6 +7,8 @@ import pytest
 from mfrn.checkpoint import load_checkpoint, read_calibration, set_calibration
 from mfrn.cli import main
 from mfrn.config import load_config
+from mfrn.data.manifest import Manifest
+from mfrn.synth.dataset import split_faces
 from mfrn.train.loop import train
 from tests.train.test_loop import tiny
 
@@ -20,7 +22,7 @@ def trained_run(prepared_faces, tmp_path_factory):
     return train(config, progress=False)
 
 
-def test_training_stores_a_calibration_in_every_checkpoint_it_wrote(trained_run, capsys):
+def test_training_stores_a_calibration_in_every_checkpoint_it_wrote(trained_run, prepared_faces, capsys):
     result = trained_run
     paths = [result.selected_checkpoint, result.best_checkpoint, result.last_checkpoint]
     calibrations = [read_calibration(load_checkpoint(path)) for path in paths]
@@ -30,6 +32,11 @@ def test_training_stores_a_calibration_in_every_checkpoint_it_wrote(trained_run,
     assert 0.0 <= cal.threshold <= 1.0 and cal.pixel_threshold is not None and cal.pixel_rule.startswith("iou")
     report = result.calibration.reports[result.selected_checkpoint]
     assert report.val_fpr <= 0.05 and report.n_real == report.n_fake > 0
+    # counted on the validation videos (as detect scores a video); single images keep a face-level threshold
+    videos = {face.record.key for face in split_faces(Manifest(prepared_faces), "val", 0.2, 0, "largest")}
+    assert report.unit == "video" and report.n_real_units == len(videos) <= report.n_real
+    assert f"of {len(videos)} validation real videos" in cal.rule
+    assert cal.image_threshold is not None and f"of {report.n_real} validation real faces" in cal.image_rule
     # the report printed at the end of training is what was stored
     assert report.calibration == cal
 

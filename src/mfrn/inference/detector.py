@@ -117,6 +117,14 @@ class Detector:
             return self.calibration.rule
         return "uncalibrated default: the checkpoint stores no calibration"
 
+    def threshold_for(self, kind: str | None) -> float:
+        """The verdict threshold of a file of ``kind``: a single image's where the calibration chose
+        one (``Calibration.image_threshold``), else ``threshold``."""
+        return self.calibration.threshold_for(kind) if self.calibration is not None else DEFAULT_THRESHOLD
+
+    def threshold_rule_for(self, kind: str | None) -> str:
+        return self.calibration.rule_for(kind) if self.calibration is not None else self.threshold_rule
+
     @property
     def temperature(self) -> float | None:
         return self.calibration.temperature if self.calibration is not None else None
@@ -219,13 +227,14 @@ class Detector:
             frame.score = score
         return MediaResult(
             path=path, kind=kind, score=None if video.no_face else float(video.score), frames=frames,
-            n_frames=video.n_frames, n_frames_with_face=video.n_frames_with_face, threshold=self.threshold,
-            protocol=self.protocol.describe(), threshold_rule=self.threshold_rule, warning=warning,
+            n_frames=video.n_frames, n_frames_with_face=video.n_frames_with_face, threshold=self.threshold_for(kind),
+            protocol=self.protocol.describe(), threshold_rule=self.threshold_rule_for(kind), warning=warning,
             protocol_score=float(video.score),
         )
 
     def failure(self, path: str, reason: str, kind: str | None = None) -> MediaResult:
-        return MediaResult.failed(path, reason, self.threshold, self.protocol.describe(), self.threshold_rule, kind)
+        return MediaResult.failed(path, reason, self.threshold_for(kind), self.protocol.describe(),
+                                  self.threshold_rule_for(kind), kind)
 
     def detect_image(self, image: np.ndarray, name: str = "<array>") -> MediaResult:
         """One RGB image array (grayscale, RGBA, uint16 and float in [0, 1] are converted; see

@@ -29,11 +29,31 @@ def validation_pairs(config, faces, prepared: Path, device: str = "cpu"):
                                    fixed_epoch=0, device=device, augment=config.data.val_augmentation)
 
 
+@dataclass
+class ValidationScores:
+    """What the model made of the validation images: logits (N, 2), labels (1 = fake), each image's
+    (video key, frame key), and the region maps of the fakes against their blended regions
+    (``PixelHistogram``; None for a model without a region map)."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+    videos: list[tuple[str, str]]
+    pixels: PixelHistogram | None
+
+
+def _video_keys(key: str, length: int | None) -> list[tuple[str, str]]:
+    """(video, frame) keys of one dataset item: a face's key is ``VIDEO#FRAME``, a clip's
+    ``VIDEO#FIRST-LAST`` (its frames are told apart by position)."""
+    video = key.rpartition("#")[0] or key
+    if length is None:
+        return [(video, key)]
+    return [(video, f"{key}@{t}") for t in range(length)]
+
+
 @torch.no_grad()
 def collect_validation(model: torch.nn.Module, loader, device: torch.device, mask_level: float = 0.5,
-                       channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, PixelHistogram | None]:
-    """Logits (N, 2) and labels of the validation images, and the region map of every fake against
-    its blended region (``PixelHistogram``; None for a model without a region map).
+                       channels_last: bool = False) -> ValidationScores:
+    """Score the validation images (``ValidationScores``).
 
     A temporal model's verdicts are its frame detector's (the frame mean; the clip score is shown beside
     them): its clips are scored frame by frame, each frame with its clip's label."""
@@ -43,15 +63,17 @@ def collect_validation(model: torch.nn.Module, loader, device: torch.device, mas
     scorer = model.frame if isinstance(model, TemporalDetector) else model
     was_training = model.training
     model.eval()
-    logits, labels = [], []
+    logits, labels, videos = [], [], []
     pixels: PixelHistogram | None = None
     try:
         for batch in loader:
             images, batch_labels, regions = batch["image"], batch["label"], batch["region_map"]
-            if images.dim() == 5:  # (2B, T, 3, S, S) clips -> their frames
-                length = images.shape[1]
+            length = images.shape[1] if images.dim() == 5 else None
+            if length is not None:  # (2B, T, 3, S, S) clips -> their frames
                 images, regions = images.flatten(0, 1), regions.flatten(0, 1)
                 batch_labels = batch_labels.repeat_interleave(length)
+            # collate_pairs puts each item's real and fake side by side: two images per key
+            videos += [pair for key in batch["key"] for _ in range(2) for pair in _video_keys(key, length)]
             images = images.to(device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -68,12 +90,19 @@ def collect_validation(model: torch.nn.Module, loader, device: torch.device, mas
                     pixels.update(values, target >= mask_level * peak)
     finally:
         model.train(was_training)
-    return np.concatenate(logits), np.concatenate(labels), pixels
+    return ValidationScores(np.concatenate(logits), np.concatenate(labels), videos, pixels)
 
 
-def calibrate_model(model, loader, device, config: CalibrationConfig, channels_last: bool = False) -> CalibrationReport:
-    logits, labels, pixels = collect_validation(model, loader, device, config.pixel_mask_level, channels_last)
-    return choose_calibration(config, logits, labels, pixels, what="faces")
+def calibrate_model(model, loader, device, config: CalibrationConfig, channels_last: bool = False,
+                    protocol=None) -> CalibrationReport:
+    """The calibration of ``model`` on ``loader``'s validation pairs; ``protocol`` (a ``ProtocolConfig``,
+    the config's ``eval`` section) scores a validation video from its faces as ``detect`` does."""
+    from mfrn.inference.protocol import aggregate_video
+
+    scored = collect_validation(model, loader, device, config.pixel_mask_level, channels_last)
+    aggregate = None if protocol is None else (lambda frames: aggregate_video(frames, protocol).score)
+    return choose_calibration(config, scored.logits, scored.labels, scored.pixels, what="faces",
+                              videos=scored.videos, aggregate=aggregate)
 
 
 @dataclass
@@ -94,7 +123,7 @@ class CalibratedRun:
 
 
 def calibrate_checkpoints(paths: list[Path], model: torch.nn.Module, loader, device, config: CalibrationConfig,
-                          channels_last: bool = False) -> CalibratedRun:
+                          channels_last: bool = False, protocol=None) -> CalibratedRun:
     """Calibrate each checkpoint of ``paths`` on its own weights (loaded into ``model``) and store it.
 
     Checkpoints of the same epoch and step (selected.pt is often best.pt) are scored once."""
@@ -105,7 +134,7 @@ def calibrate_checkpoints(paths: list[Path], model: torch.nn.Module, loader, dev
         key = (state.get("epoch"), state.get("global_step"), state.get("step_in_epoch"))
         if key not in done:
             load_model_state(model, state["model"], path)
-            done[key] = calibrate_model(model, loader, device, config, channels_last)
+            done[key] = calibrate_model(model, loader, device, config, channels_last, protocol)
         del state
         set_calibration(path, done[key].calibration)
         reports[path] = done[key]
@@ -147,7 +176,7 @@ def calibrate_file(path: Path, overrides: list[str] | None = None, device: str |
     model = build_model(_inference_model_config(config.model)).to(torch_device)
     load_model_state(model, state["model"], path)
     del state
-    report = calibrate_model(model, loader, torch_device, config.calibration)
+    report = calibrate_model(model, loader, torch_device, config.calibration, protocol=config.eval)
     set_calibration(path, report.calibration)
     return report
 

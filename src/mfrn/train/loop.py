@@ -395,7 +395,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         # the verdict threshold (and the region map's) of each checkpoint, chosen on the validation split
         written = [path for path in (selected_path, best_path, out_dir / "last.pt") if path.is_file()]
         calibrated = calibrate_checkpoints(written, core, val_loader, device, config.calibration,
-                                           config.train.channels_last)
+                                           config.train.channels_last, config.eval)
         print(calibrated.format())
     return TrainResult(out_dir=out_dir, last_checkpoint=out_dir / "last.pt",
                        best_checkpoint=best_path if best_path.is_file() else None, global_step=global_step,
