@@ -39,3 +39,15 @@ def test_quick_demo_trains_calibrates_judges_real_manipulations_and_reports(samp
     train_ids = {clip for pair in json.loads((out / "benchmark" / "splits" / "train.json").read_text()) for clip in pair}
     assert generator["faces"] and all(any(f"_original_raw_{clip}-" in f for clip in train_ids)
                                       for f in generator["faces"])  # the generator saw training faces only
+
+
+def test_demo_overrides_reach_its_config_and_a_bad_one_is_refused_before_any_work(tmp_path, capsys):
+    from mfrn.demo import demo_config
+
+    config = demo_config(tmp_path, tmp_path / "prepared", tmp_path / "g.pt", quick=False,
+                         extra=["train.sam=false", "calibration.unit=face"])
+    assert config.train.sam is False and config.calibration.unit == "face" and config.train.epochs == 10
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--set", "train.no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+    assert not (out / "benchmark").exists()

@@ -437,13 +437,15 @@ def _add_demo(sub) -> None:
     p.add_argument("--minutes", type=float, default=2.0, help="training time of the built-in generator (minutes)")
     p.add_argument("--epochs", type=int, default=None, help="detector training epochs (default: configs/demo.yaml's)")
     p.add_argument("--quick", action="store_true", help="a much shorter run on a few clips (for tests)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override configs/demo.yaml, e.g. train.sam=false (repeatable); the report shows the config")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     from mfrn.demo import run_demo
 
-    return run_demo(args.out, minutes=args.minutes, quick=args.quick, epochs=args.epochs)
+    return run_demo(args.out, minutes=args.minutes, quick=args.quick, epochs=args.epochs, overrides=args.overrides)
 
 
 def _add_serve(sub) -> None:

@@ -97,8 +97,10 @@ def _config_path() -> Path:
     return local
 
 
-def demo_config(out: Path, prepared: Path, generator: Path, quick: bool, epochs: int | None = None):
-    """The demo's training config: configs/demo.yaml with this run's folders (and the quick budget)."""
+def demo_config(out: Path, prepared: Path, generator: Path, quick: bool, epochs: int | None = None,
+                extra: list[str] | None = None):
+    """The demo's training config: configs/demo.yaml with this run's folders (and the quick budget), then
+    ``extra`` overrides (``mfrn demo --set KEY=VALUE``)."""
     from mfrn.config import load_config
 
     overrides = [f"data.prepared={prepared}", f"train.out_dir={out / 'run'}", "train.tensorboard=false",
@@ -107,14 +109,15 @@ def demo_config(out: Path, prepared: Path, generator: Path, quick: bool, epochs:
         overrides += ["train.epochs=1", "data.batch_size=4", "eval.n_frames=4"]
     if epochs:
         overrides.append(f"train.epochs={epochs}")
-    return load_config(_config_path(), overrides)
+    return load_config(_config_path(), overrides + list(extra or []))
 
 
 def _step(number: int, total: int, text: str) -> None:
     print(f"\n[{number}/{total}] {text}", flush=True)
 
 
-def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int | None = None) -> int:
+def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int | None = None,
+             overrides: list[str] | None = None) -> int:
     import torch
 
     from mfrn.data.demo_benchmark import BenchmarkConfig, build_demo_benchmark
@@ -125,6 +128,8 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int |
     total = 9
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
+    if overrides:  # a bad key or value is refused before anything is built
+        demo_config(out, out / "prepared", out / "generator.pt", quick, epochs, overrides)
     _step(1, total, "the demo benchmark: real clips of every registry face, face swaps between test people")
     times.start()
     bench_config = BenchmarkConfig(still_frames=8, video_frames=8, source_frames=2) if quick else BenchmarkConfig()
@@ -145,7 +150,7 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int |
 
     _step(4, total, "RBI reconstruction cache of the faces training reads, and SBI/RBI preview grids")
     times.start()
-    config = demo_config(out, prepared, generator_path, quick, epochs)
+    config = demo_config(out, prepared, generator_path, quick, epochs, overrides)
     previews = _cache_and_previews(config, prepared, generator_path, out)
     times.stop("RBI cache + previews")
 
