@@ -84,6 +84,8 @@ async function loadModel() {
   const parts = [["model", info.model + (info.backbone ? " / " + info.backbone : "")],
                  ["checkpoint", info.checkpoint], ["input", info.input_size + " px"],
                  ["threshold", Number(info.threshold).toFixed(3)]];
+  const image = info.calibration && info.calibration.image_threshold;
+  if (image !== null && image !== undefined) parts.push(["images", Number(image).toFixed(3)]);
   parts.forEach(([key, value], i) => {
     if (i) box.append(" · ");
     box.append(key + " ");
