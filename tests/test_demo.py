@@ -51,3 +51,15 @@ def test_demo_overrides_reach_its_config_and_a_bad_one_is_refused_before_any_wor
     assert main(["demo", "-o", str(out), "--set", "train.no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
     assert not (out / "benchmark").exists()
+
+
+def test_the_report_says_when_the_time_cap_stopped_the_generator_early(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from mfrn.demo import _generator_cap_lines
+
+    assert _generator_cap_lines(SimpleNamespace(steps=160), 160) == []
+    line = _generator_cap_lines(SimpleNamespace(steps=97), 160)[0]
+    assert "after 97 of its 160 steps" in line and "differ" in line
+    assert main(["demo", "-o", str(tmp_path / "d"), "--generator-steps", "0"]) == 2
+    assert "--generator-steps must be >= 1" in capsys.readouterr().err

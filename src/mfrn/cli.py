@@ -434,7 +434,11 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train a detector on real faces on this CPU and judge it on real face swaps it never saw; "
                                     "writes a report")
     p.add_argument("-o", "--out", type=Path, default=Path("mfrn-demo"))
-    p.add_argument("--minutes", type=float, default=2.0, help="training time of the built-in generator (minutes)")
+    p.add_argument("--generator-steps", type=int, default=None,
+                   help="training steps of the built-in generator (default 160: about 2 minutes on 2 cores)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="the most the built-in generator may train (minutes, default 4): a slower machine stops it "
+                        "early, and the report says so")
     p.add_argument("--epochs", type=int, default=None, help="detector training epochs (default: configs/demo.yaml's)")
     p.add_argument("--quick", action="store_true", help="a much shorter run on a few clips (for tests)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -443,9 +447,13 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    from mfrn.demo import run_demo
+    from mfrn.demo import GENERATOR_MINUTES, GENERATOR_STEPS, run_demo
 
-    return run_demo(args.out, minutes=args.minutes, quick=args.quick, epochs=args.epochs, overrides=args.overrides)
+    if (args.generator_steps is not None and args.generator_steps < 1) or (args.minutes is not None and args.minutes <= 0):
+        raise ValueError("--generator-steps must be >= 1 and --minutes > 0")
+    return run_demo(args.out, minutes=GENERATOR_MINUTES if args.minutes is None else args.minutes, quick=args.quick,
+                    epochs=args.epochs, overrides=args.overrides,
+                    generator_steps=GENERATOR_STEPS if args.generator_steps is None else args.generator_steps)
 
 
 def _add_serve(sub) -> None:

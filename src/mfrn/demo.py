@@ -116,8 +116,12 @@ def _step(number: int, total: int, text: str) -> None:
     print(f"\n[{number}/{total}] {text}", flush=True)
 
 
-def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int | None = None,
-             overrides: list[str] | None = None) -> int:
+GENERATOR_STEPS = 160  # the built-in generator's steps: about 2 minutes on the 2-core development machine
+GENERATOR_MINUTES = 4.0  # its time cap: a machine more than 2x slower stops it early (and says so)
+
+
+def run_demo(out: Path, minutes: float = GENERATOR_MINUTES, quick: bool = False, epochs: int | None = None,
+             overrides: list[str] | None = None, generator_steps: int = GENERATOR_STEPS) -> int:
     import torch
 
     from mfrn.data.demo_benchmark import BenchmarkConfig, build_demo_benchmark
@@ -145,7 +149,8 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int |
 
     _step(3, total, "the built-in generator (RBI's reconstructor), trained on the training split's real faces only")
     times.start()
-    generator_path, generator_report = _train_generator(out, prepared, 60.0 * minutes, steps=3 if quick else 100_000)
+    generator_path, generator_report = _train_generator(out, prepared, 60.0 * minutes,
+                                                        steps=3 if quick else generator_steps)
     times.stop("built-in generator")
 
     _step(4, total, "RBI reconstruction cache of the faces training reads, and SBI/RBI preview grids")
@@ -187,7 +192,8 @@ def run_demo(out: Path, minutes: float = 2.0, quick: bool = False, epochs: int |
     report_path = write_report(out, SimpleNamespace(
         bench=bench, prepare=prepare_summary, generator=generator_report, previews=previews, result=result,
         config=config, synthetic=synthetic, real=real_manipulations, verdicts=verdicts,
-        calibration_line=calibration_line, times=times, quick=quick, checkpoint=checkpoint))
+        calibration_line=calibration_line, times=times, quick=quick, checkpoint=checkpoint,
+        generator_steps=3 if quick else generator_steps))
     print(f"\ndemo finished in {times.wall_s / 60:.1f} min ({times.cpu_s / 60:.1f} CPU min): {report_path}")
     return 0
 
@@ -223,7 +229,7 @@ def _train_generator(out: Path, prepared: Path, seconds: float, steps: int = 100
             return path, GeneratorTrainReport(**stored)
     faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in selection.faces)]
     report = train_builtin_generator(faces, out_path=path, train_cfg=BuiltinTrainConfig(steps=steps, max_seconds=seconds),
-                                     progress=True)
+                                     progress=True, bar_over="steps")
     atomic_write_text(report_path, json.dumps({**asdict(report), "faces": fingerprint, "budget": [seconds, steps]}))
     print(report.format())
     return path, report
@@ -402,7 +408,8 @@ def write_report(out: Path, run) -> Path:
               "the test people are in neither training nor validation, and the face swaps (Delaunay warp + Poisson "
               "cloning, with lossless mask videos) exist for the test split only.", "",
               "```", run.prepare.format(), "```", "",
-              "## 2. Built-in generator (RBI's reconstructor), on the training split only", "", run.generator.format(), "",
+              "## 2. Built-in generator (RBI's reconstructor), on the training split only", "", run.generator.format(),
+              "", *_generator_cap_lines(run.generator, run.generator_steps),
               "## 3. Training samples: real | SBI | RBI | reconstruction | region map | boundary map", ""]
     lines += [f"![preview]({_rel(out, p)})" for p in run.previews]
     lines += ["", f"## 4. Training ({run.config.model.name} on {run.config.model.backbone}, "
@@ -467,6 +474,14 @@ def write_report(out: Path, run) -> Path:
     atomic_write_text(out / "report.md", markdown)
     atomic_write_text(out / "report.html", _html(lines))
     return out / "report.md"
+
+
+def _generator_cap_lines(report, asked: int) -> list[str]:
+    """A line when the time cap stopped the generator before its steps: the rest of this run differs."""
+    if report.steps >= asked:
+        return []
+    return [f"**The time cap stopped the generator after {report.steps} of its {asked} steps** (a slower or busier "
+            "machine): its RBI fakes, and so every number below, differ from a run that did all of them.", ""]
 
 
 def _threshold_lines(video_csv: Path, threshold: float) -> list[str]:
