@@ -347,8 +347,61 @@ def test_codec_compresses_the_real_and_its_fake_alike(astronaut, astronaut_face)
     np.testing.assert_array_equal(val.real, val.window.image(astronaut))  # validation pairs are not compressed
 
 
+def test_codec_motion_codes_the_pair_as_a_predicted_frame_of_one_drifting_stream(astronaut, astronaut_face):
+    """sbi.codec.motion_frames: the image is the last frame of a short stream that drifts towards it, so
+    libx264 codes it as a P frame (not the lone intra frame of motion_frames 0), for the real and its fake alike."""
+    import io
+
+    import av
+
+    from mfrn.data.video_io import h264_roundtrip, h264_roundtrip_frames
+    from mfrn.synth.transforms import CodecConfig, CodecParams, CodecTransform, _drifting_frames
+
+    crop = np.ascontiguousarray(astronaut[40:200, 160:320])  # 160 x 160 around the face
+    stream = _drifting_frames(crop, (0.7, -0.4, 0.004), 4)
+    assert len(stream) == 5 and stream[-1] is crop and not np.array_equal(stream[0], crop)
+    coded = h264_roundtrip_frames(stream, 35)
+    assert len(coded) == 5 and all(c.shape == crop.shape for c in coded)
+    assert not np.array_equal(coded[-1], h264_roundtrip(crop, 35))  # predicted, not the lone intra frame
+    # what the stream's frames are: x264's first is intra, the image (the last) is predicted
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="h264") as container:
+        s = container.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 160, 160, "yuv420p"
+        s.options = {"crf": "35", "threads": "1"}
+        for i, image in enumerate(stream):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in s.encode(frame):
+                container.mux(packet)
+        for packet in s.encode():
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer, mode="r", format="h264") as container:
+        # AVPictureType: 1 I, 2 P, 3 B (an int or an enum, by PyAV version)
+        kinds = [{1: "I", 2: "P", 3: "B"}.get(int(f.pict_type), "?") for f in container.decode(video=0)]
+    assert kinds[0] == "I" and kinds[-1] in ("P", "B")
+
+    transform = CodecTransform(CodecConfig(p=1.0, crf=(35, 35), motion_frames=4, motion_px=1.0))
+    params = transform.draw(np.random.default_rng(3), face_width=100.0)
+    assert params.motion is not None and all(abs(v) <= 1.0 for v in params.motion[:2])
+    fake = crop.copy()
+    fake[60:100, 60:100] = 255 - fake[60:100, 60:100]  # a blended square
+    coded_fake, coded_real = transform.apply(fake, crop, params)
+    outside = np.ones(crop.shape[:2], bool)
+    outside[40:120, 40:120] = False  # away from the square (the drift and the prediction reach a little)
+    error_real = np.abs(coded_real.astype(int) - crop.astype(int))[outside].mean()
+    same = np.abs(coded_fake.astype(int) - coded_real.astype(int))[outside].mean()
+    assert 2.0 < error_real < 25.0 and same < 0.5 * error_real  # one drift and one CRF for both (measured: 2.2 vs 6.3)
+    again = transform.apply(fake, crop, transform.draw(np.random.default_rng(3), face_width=100.0))
+    np.testing.assert_array_equal(again[0], coded_fake)  # deterministic from the seed
+    intra = CodecTransform(CodecConfig(p=1.0, crf=(35, 35)))
+    assert intra.draw(np.random.default_rng(3), 100.0) == CodecParams(35, 1.0)  # motion_frames 0: no drift drawn
+
+
 @pytest.mark.parametrize("changes, match", [({"p": 1.5}, "codec.p"), ({"crf": (30, 60)}, "codec.crf"),
-                                            ({"face_width": (8, 8)}, "face_width")])
+                                            ({"face_width": (8, 8)}, "face_width"),
+                                            ({"motion_frames": 31}, "motion_frames"), ({"motion_px": -1.0}, "motion_px")])
 def test_codec_settings_are_checked(changes, match):
     from mfrn.synth.transforms import CodecConfig
 

@@ -85,29 +85,44 @@ def h264_roundtrip(image: np.ndarray, crf: int, preset: str = "medium") -> np.nd
     Deterministic, with the settings of ``encode_h264`` (single thread, no mb-tree, BT.601 through
     OpenCV). Odd sizes are padded by edge replication for 4:2:0 and cropped after decoding. The
     training-time codec augmentation (``mfrn.synth.transforms.CodecTransform``) calls it."""
+    return h264_roundtrip_frames([image], crf, preset)[0]
+
+
+def h264_roundtrip_frames(frames: list[np.ndarray], crf: int, preset: str = "medium") -> list[np.ndarray]:
+    """RGB uint8 frames of one shape through libx264 at ``crf`` as one stream and back: the first is
+    intra-coded, the others predicted from it (P/B frames, x264's defaults), as in a video. The
+    settings and the padding of ``h264_roundtrip``."""
     import av
     import cv2
 
-    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if not frames:
+        raise ValueError("h264_roundtrip_frames needs at least one frame")
+    frames = [np.ascontiguousarray(image, dtype=np.uint8) for image in frames]
+    image = frames[0]
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"h264_roundtrip needs an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+    if any(f.shape != image.shape for f in frames):
+        raise ValueError(f"h264_roundtrip_frames needs frames of one shape, got {sorted({f.shape for f in frames})}")
     height, width = image.shape[:2]
-    padded = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    even_h, even_w = padded.shape[:2]
+    pad = ((0, height % 2), (0, width % 2), (0, 0))
+    even_h, even_w = height + height % 2, width + width % 2
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="h264") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = even_w, even_h, "yuv420p"
         stream.codec_context.flags |= av.codec.context.Flags.bitexact
         stream.options = {"crf": str(int(crf)), "preset": preset, "threads": "1", "x264-params": "no-mbtree=1"}
-        frame = _yuv420_frame(cv2.cvtColor(padded, cv2.COLOR_RGB2YUV_I420), even_w, even_h)
-        frame.pts = 0
-        for packet in stream.encode(frame):
-            container.mux(packet)
+        for index, image in enumerate(frames):
+            padded = np.pad(image, pad, mode="edge")
+            frame = _yuv420_frame(cv2.cvtColor(padded, cv2.COLOR_RGB2YUV_I420), even_w, even_h)
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     buffer.seek(0)
     with av.open(buffer, mode="r", format="h264") as container:
-        decoded = next(container.decode(video=0))
-        out = cv2.cvtColor(decoded.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
-    return np.ascontiguousarray(out[:height, :width])
+        decoded = [cv2.cvtColor(f.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420) for f in container.decode(video=0)]
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"H.264 round trip decoded {len(decoded)} of {len(frames)} frames")
+    return [np.ascontiguousarray(out[:height, :width]) for out in decoded]
