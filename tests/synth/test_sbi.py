@@ -354,7 +354,7 @@ def test_codec_motion_codes_the_pair_as_a_predicted_frame_of_one_drifting_stream
 
     import av
 
-    from mfrn.data.video_io import h264_roundtrip, h264_roundtrip_frames
+    from mfrn.data.video_io import h264_roundtrip, h264_roundtrip_frames, h264_stream
     from mfrn.synth.transforms import CodecConfig, CodecParams, CodecTransform, _drifting_frames
 
     crop = np.ascontiguousarray(astronaut[40:200, 160:320])  # 160 x 160 around the face
@@ -364,20 +364,7 @@ def test_codec_motion_codes_the_pair_as_a_predicted_frame_of_one_drifting_stream
     assert len(coded) == 5 and all(c.shape == crop.shape for c in coded)
     assert not np.array_equal(coded[-1], h264_roundtrip(crop, 35))  # predicted, not the lone intra frame
     # what the stream's frames are: x264's first is intra, the image (the last) is predicted
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="h264") as container:
-        s = container.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 160, 160, "yuv420p"
-        s.options = {"crf": "35", "threads": "1"}
-        for i, image in enumerate(stream):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            for packet in s.encode(frame):
-                container.mux(packet)
-        for packet in s.encode():
-            container.mux(packet)
-    buffer.seek(0)
-    with av.open(buffer, mode="r", format="h264") as container:
+    with av.open(io.BytesIO(h264_stream(stream, 35)), mode="r", format="h264") as container:
         # AVPictureType: 1 I, 2 P, 3 B (an int or an enum, by PyAV version)
         kinds = [{1: "I", 2: "P", 3: "B"}.get(int(f.pict_type), "?") for f in container.decode(video=0)]
     assert kinds[0] == "I" and kinds[-1] in ("P", "B")

@@ -95,6 +95,20 @@ def h264_roundtrip_frames(frames: list[np.ndarray], crf: int, preset: str = "med
     import av
     import cv2
 
+    height, width = frames[0].shape[:2] if frames else (0, 0)
+    with av.open(io.BytesIO(h264_stream(frames, crf, preset)), mode="r", format="h264") as container:
+        decoded = [cv2.cvtColor(f.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420) for f in container.decode(video=0)]
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"H.264 round trip decoded {len(decoded)} of {len(frames)} frames")
+    return [np.ascontiguousarray(out[:height, :width]) for out in decoded]
+
+
+def h264_stream(frames: list[np.ndarray], crf: int, preset: str = "medium") -> bytes:
+    """The raw H.264 stream (Annex B) of RGB uint8 frames of one shape, coded as ``h264_roundtrip`` codes
+    them (odd sizes padded by edge replication)."""
+    import av
+    import cv2
+
     if not frames:
         raise ValueError("h264_roundtrip_frames needs at least one frame")
     frames = [np.ascontiguousarray(image, dtype=np.uint8) for image in frames]
@@ -120,9 +134,4 @@ def h264_roundtrip_frames(frames: list[np.ndarray], crf: int, preset: str = "med
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    buffer.seek(0)
-    with av.open(buffer, mode="r", format="h264") as container:
-        decoded = [cv2.cvtColor(f.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420) for f in container.decode(video=0)]
-    if len(decoded) != len(frames):
-        raise RuntimeError(f"H.264 round trip decoded {len(decoded)} of {len(frames)} frames")
-    return [np.ascontiguousarray(out[:height, :width]) for out in decoded]
+    return buffer.getvalue()
