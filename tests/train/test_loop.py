@@ -235,6 +235,10 @@ def test_val_crf_reports_the_validation_auc_after_h264(prepared_faces, tmp_path)
     change = float((coded["image"] - plain["image"]).abs().mean())
     assert 0.02 < change < 0.5  # lossy at CRF 45 (noise does not survive), still the same image's range
     assert torch.equal(CompressedPairs([plain], crf=45)[0]["image"], coded["image"])  # deterministic
+    # data.val_motion_frames: each val image is the predicted last frame of a drifting stream instead
+    moving = CompressedPairs([plain], crf=45, motion_frames=3)[0]
+    assert moving["image"].shape == plain["image"].shape and not torch.equal(moving["image"], coded["image"])
+    assert torch.equal(CompressedPairs([plain], crf=45, motion_frames=3)[0]["image"], moving["image"])
 
     def run(name: str, *extra: str):
         return train(load_config(None, tiny(prepared_faces, tmp_path / name, "train.epochs=2", "calibration.enabled=false",
@@ -244,5 +248,9 @@ def test_val_crf_reports_the_validation_auc_after_h264(prepared_faces, tmp_path)
     entry = result.history[-1]
     assert 0.0 <= entry["val_auc_crf"] <= 1.0 and 0.0 <= entry["val_auc"] <= 1.0
     assert result.weights_digest == without.weights_digest  # reported only: the training run is the same
+    moving = run("moving", "data.val_crf=40", "data.val_motion_frames=2")  # the inter-frame validation signal
+    assert 0.0 <= moving.history[-1]["val_auc_crf"] <= 1.0 and moving.weights_digest == without.weights_digest
     with pytest.raises(ValueError, match="data.val_crf"):
         load_config(None, ["data.val_crf=60"])
+    with pytest.raises(ValueError, match="data.val_motion_frames"):
+        load_config(None, ["data.val_motion_frames=40"])

@@ -44,12 +44,19 @@ class DataConfig:
     # a compression-robustness signal measured on validation data, for choosing sbi.codec settings without a
     # test set; None: off. It never chooses the checkpoint (the val AUC does)
     val_crf: int | None = None
+    # with val_crf: code each val image as the last (predicted) frame of a stream of this many frames drifting
+    # towards it (sbi.codec.motion_frames' coding, a drift of up to 1 px and 0.5 % per frame, fixed per pair),
+    # the validation signal for inter-frame artefacts; 0: one intra frame. Independent of sbi.codec, so runs
+    # that train with and without sbi.codec.motion_frames are compared on the same validation signal
+    val_motion_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.faces_per_frame not in ("largest", "all"):
             raise ValueError(f"data.faces_per_frame must be largest or all, got {self.faces_per_frame!r}")
         if self.val_crf is not None and not 0 <= int(self.val_crf) <= 51:
             raise ValueError(f"data.val_crf must be an H.264 CRF in 0..51 (or null), got {self.val_crf!r}")
+        if not 0 <= int(self.val_motion_frames) <= 30:
+            raise ValueError(f"data.val_motion_frames must be in 0..30, got {self.val_motion_frames!r}")
         if self.batch_size < 1:
             raise ValueError("data.batch_size must be >= 1")
 
@@ -343,22 +350,37 @@ def pair_item(real: np.ndarray, fake: np.ndarray, region_map: np.ndarray, bounda
 
 class CompressedPairs(Dataset):
     """The items of ``pairs`` with every image (real and fake, or each frame of a clip) re-encoded by
-    H.264 at one ``crf`` (``data.val_crf``): the same deterministic intra-frame round trip as ``sbi.codec``."""
+    H.264 at one ``crf`` (``data.val_crf``): the same deterministic intra-frame round trip as ``sbi.codec``,
+    or with ``motion_frames`` (``data.val_motion_frames``) its inter-frame coding, one drift per item drawn
+    from the item's index (the real and its fake share it)."""
 
-    def __init__(self, pairs, crf: int, preset: str = "medium") -> None:
-        self.pairs, self.crf, self.preset = pairs, int(crf), preset
+    def __init__(self, pairs, crf: int, preset: str = "medium", motion_frames: int = 0) -> None:
+        self.pairs, self.crf, self.preset, self.motion_frames = pairs, int(crf), preset, int(motion_frames)
+
+    def _code(self, image: np.ndarray, motion) -> np.ndarray:
+        from mfrn.data.video_io import h264_roundtrip, h264_roundtrip_frames
+        from mfrn.synth.transforms import _drifting_frames
+
+        if motion is None:
+            return h264_roundtrip(image, self.crf, self.preset)
+        return h264_roundtrip_frames(_drifting_frames(image, motion, self.motion_frames), self.crf, self.preset)[-1]
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
-        from mfrn.data.video_io import h264_roundtrip
+        from mfrn.synth.transforms import CodecConfig
 
         item = dict(self.pairs[index])
         images = item["image"]  # float in [0, 1]: (2, 3, S, S), or (2, T, 3, S, S) for clips
         flat = images.reshape(-1, *images.shape[-3:])
         pixels = (flat.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-        coded = np.stack([h264_roundtrip(image, self.crf, self.preset) for image in pixels])
+        motion = None
+        if self.motion_frames:
+            rng, limits = np.random.default_rng((self.crf, index)), CodecConfig()
+            px, zoom = limits.motion_px, limits.motion_zoom
+            motion = (float(rng.uniform(-px, px)), float(rng.uniform(-px, px)), float(rng.uniform(-zoom, zoom)))
+        coded = np.stack([self._code(image, motion) for image in pixels])
         item["image"] = torch.from_numpy(coded).permute(0, 3, 1, 2).to(images.dtype).div(255.0).reshape(images.shape)
         return item
 

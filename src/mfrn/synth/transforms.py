@@ -78,8 +78,8 @@ class CodecConfig:
     zoom of up to ``motion_zoom`` per frame, drawn once for the pair), so it is coded as a P frame predicted
     from the frames before it, as in a moving video. Cheap: 20 ms of CPU per pair at motion_frames 4
     against 11 ms for the lone frame (224 px crops, face_width 80-256). Its effect on detection is not
-    measured yet (``data.val_crf`` re-encodes intra only, so validation cannot see it): off (0) by default
-    and in the demo.
+    measured yet (``data.val_motion_frames`` gives validation the same coding): off (0) by default and in
+    the demo.
     """
 
     p: float = 0.0

@@ -215,7 +215,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     if config.data.val_crf is not None:  # the same val pairs through H.264: reported, never used for selection
         from mfrn.synth.dataset import CompressedPairs
 
-        val_crf_loader = val_loader_of(CompressedPairs(val_set, config.data.val_crf))
+        val_crf_loader = val_loader_of(CompressedPairs(val_set, config.data.val_crf,
+                                                       motion_frames=config.data.val_motion_frames))
     total_steps = steps_per_epoch * config.train.epochs
 
     model = build_model(config.model).to(device)
