@@ -350,38 +350,30 @@ def pair_item(real: np.ndarray, fake: np.ndarray, region_map: np.ndarray, bounda
 
 class CompressedPairs(Dataset):
     """The items of ``pairs`` with every image (real and fake, or each frame of a clip) re-encoded by
-    H.264 at one ``crf`` (``data.val_crf``): the same deterministic intra-frame round trip as ``sbi.codec``,
-    or with ``motion_frames`` (``data.val_motion_frames``) its inter-frame coding, one drift per item drawn
-    from the item's index (the real and its fake share it)."""
+    H.264 at one ``crf`` (``data.val_crf``) by ``sbi.codec``'s ``CodecTransform`` at full size: one intra
+    frame, or with ``motion_frames`` (``data.val_motion_frames``) the last of a drifting stream, one drift
+    per item drawn from the item's index (the real and its fake share it)."""
 
     def __init__(self, pairs, crf: int, preset: str = "medium", motion_frames: int = 0) -> None:
-        self.pairs, self.crf, self.preset, self.motion_frames = pairs, int(crf), preset, int(motion_frames)
+        from mfrn.synth.transforms import CodecConfig, CodecTransform
 
-    def _code(self, image: np.ndarray, motion) -> np.ndarray:
-        from mfrn.data.video_io import h264_roundtrip, h264_roundtrip_frames
-        from mfrn.synth.transforms import _drifting_frames
-
-        if motion is None:
-            return h264_roundtrip(image, self.crf, self.preset)
-        return h264_roundtrip_frames(_drifting_frames(image, motion, self.motion_frames), self.crf, self.preset)[-1]
+        self.pairs, self.crf = pairs, int(crf)
+        self.codec = CodecTransform(CodecConfig(p=1.0, crf=(self.crf, self.crf), preset=preset,
+                                                motion_frames=motion_frames))
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
-        from mfrn.synth.transforms import CodecConfig
-
         item = dict(self.pairs[index])
         images = item["image"]  # float in [0, 1]: (2, 3, S, S), or (2, T, 3, S, S) for clips
-        flat = images.reshape(-1, *images.shape[-3:])
-        pixels = (flat.permute(0, 2, 3, 1).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
-        motion = None
-        if self.motion_frames:
-            rng, limits = np.random.default_rng((self.crf, index)), CodecConfig()
-            px, zoom = limits.motion_px, limits.motion_zoom
-            motion = (float(rng.uniform(-px, px)), float(rng.uniform(-px, px)), float(rng.uniform(-zoom, zoom)))
-        coded = np.stack([self._code(image, motion) for image in pixels])
-        item["image"] = torch.from_numpy(coded).permute(0, 3, 1, 2).to(images.dtype).div(255.0).reshape(images.shape)
+        flat = images.reshape(2, -1, *images.shape[-3:])  # (real, fake) x frames
+        pixels = (flat.permute(0, 1, 3, 4, 2).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        params = self.codec.draw(np.random.default_rng((self.crf, index)), face_width=1.0)  # 1 px: never scaled
+        coded = np.empty_like(pixels)
+        for t in range(pixels.shape[1]):
+            coded[1, t], coded[0, t] = self.codec.apply(pixels[1, t], pixels[0, t], params)
+        item["image"] = torch.from_numpy(coded).permute(0, 1, 4, 2, 3).to(images.dtype).div(255.0).reshape(images.shape)
         return item
 
 

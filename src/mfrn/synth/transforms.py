@@ -76,8 +76,9 @@ class CodecConfig:
     ``motion_frames`` > 0 models inter-frame coding instead: the image is the last of a short stream of
     ``motion_frames`` + 1 frames that drift towards it (a translation of up to ``motion_px`` pixels and a
     zoom of up to ``motion_zoom`` per frame, drawn once for the pair), so it is coded as a P frame predicted
-    from the frames before it, as in a moving video. Cheap: 20 ms of CPU per pair at motion_frames 4
-    against 11 ms for the lone frame (224 px crops, face_width 80-256). Its effect on detection is not
+    from the frames before it, as in a moving video. It costs about 3x the lone frame: +47 against +15 ms
+    of CPU per SBI sample at motion_frames 4 (224 px output, a 171 px face, face_width 80-256;
+    ``benchmarks/bench_sbi.py --no-rbi --scales 2 --size 224``). Its effect on detection is not
     measured yet (``data.val_motion_frames`` gives validation the same coding): off (0) by default and in
     the demo.
     """
