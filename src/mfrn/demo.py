@@ -132,6 +132,7 @@ def run_demo(out: Path, minutes: float = GENERATOR_MINUTES, quick: bool = False,
     total = 9
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
+    generator_steps = 3 if quick else generator_steps
     if overrides:  # a bad key or value is refused before anything is built
         demo_config(out, out / "prepared", out / "generator.pt", quick, epochs, overrides)
     _step(1, total, "the demo benchmark: real clips of every registry face, face swaps between test people")
@@ -149,8 +150,7 @@ def run_demo(out: Path, minutes: float = GENERATOR_MINUTES, quick: bool = False,
 
     _step(3, total, "the built-in generator (RBI's reconstructor), trained on the training split's real faces only")
     times.start()
-    generator_path, generator_report = _train_generator(out, prepared, 60.0 * minutes,
-                                                        steps=3 if quick else generator_steps)
+    generator_path, generator_report = _train_generator(out, prepared, 60.0 * minutes, steps=generator_steps)
     times.stop("built-in generator")
 
     _step(4, total, "RBI reconstruction cache of the faces training reads, and SBI/RBI preview grids")
@@ -193,7 +193,7 @@ def run_demo(out: Path, minutes: float = GENERATOR_MINUTES, quick: bool = False,
         bench=bench, prepare=prepare_summary, generator=generator_report, previews=previews, result=result,
         config=config, synthetic=synthetic, real=real_manipulations, verdicts=verdicts,
         calibration_line=calibration_line, times=times, quick=quick, checkpoint=checkpoint,
-        generator_steps=3 if quick else generator_steps))
+        generator_steps=generator_steps))
     print(f"\ndemo finished in {times.wall_s / 60:.1f} min ({times.cpu_s / 60:.1f} CPU min): {report_path}")
     return 0
 
