@@ -25,6 +25,9 @@ class TrainConfig:
     amp: str = "off"  # "off" | "bf16" | "fp16" (SBI trains in fp32)
     channels_last: bool = False
     grad_clip: float = 0.0  # 0 = off
+    # moving average of the weights (mfrn.train.ema), e.g. 0.99; validated, selected, calibrated and saved
+    # as the model's weights when on. 0 = off (SBI's and the paper's recipe)
+    ema_decay: float = 0.0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     seed: int = 0
     out_dir: str = "runs/mfrn"
@@ -51,5 +54,7 @@ class TrainConfig:
             raise ValueError(f"train.sam_bn_second_pass must be update or freeze, got {self.sam_bn_second_pass!r}")
         if self.checkpoint_rule not in CHECKPOINT_RULES:
             raise ValueError(f"train.checkpoint_rule must be one of {', '.join(CHECKPOINT_RULES)}, got {self.checkpoint_rule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.checkpoint_top_k < 1:
             raise ValueError("train.checkpoint_top_k must be >= 1")

@@ -239,9 +239,20 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     epoch, step_in_epoch, global_step = 0, 0, 0
     best_auc: float | None = None
     history: list[dict] = []
+    average = None
     if resume:
         state = load_checkpoint(Path(resume), map_location=device)
-        load_model_state(core, state["model"], resume)
+        # with train.ema_decay the checkpoint's model is the average and train_model the raw weights
+        load_model_state(core, state.get("train_model", state["model"]), resume)
+        if t.ema_decay:
+            from mfrn.train.ema import WeightAverage
+
+            if "train_model" not in state:
+                raise ValueError(f"{resume}: was trained without train.ema_decay; resume it with train.ema_decay=0")
+            average = WeightAverage(core, t.ema_decay, updates=int(state.get("ema_updates", 0)))
+            load_model_state(average.module, state["model"], resume)
+        elif "train_model" in state:
+            raise ValueError(f"{resume}: was trained with train.ema_decay; resume it with the same train.ema_decay")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -250,6 +261,12 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         set_rng_state(state["rng"])
         if dist_info.is_main:
             print(f"resumed from {resume}: epoch {epoch}, step {global_step}")
+
+    if t.ema_decay and average is None:
+        from mfrn.train.ema import WeightAverage
+
+        average = WeightAverage(core, t.ema_decay)
+    evaluated = core if average is None else average.module  # what is validated, selected, calibrated and saved
 
     writer = None
     if dist_info.is_main:
@@ -277,8 +294,11 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                 print("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
 
     def payload() -> dict:
+        weights = {"model": evaluated.state_dict()}
+        if average is not None:
+            weights.update(train_model=core.state_dict(), ema_updates=average.updates, ema_decay=average.decay)
         return {
-            "model": core.state_dict(),
+            **weights,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
@@ -318,6 +338,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
                 targets = (batch["label"].to(device), batch["region_map"].to(device), batch["boundary_map"].to(device))
                 loss = _train_step(model, core, criterion, optimizer, scaler, images, targets, config, device)
                 scheduler.step()
+                if average is not None:
+                    average.update(core)
                 step_in_epoch += 1
                 global_step += 1
                 running += loss
@@ -348,9 +370,9 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
             step_in_epoch = 0
             if dist_info.is_main and (epoch % config.train.val_every_epochs == 0 or epoch == config.train.epochs):
                 t_val = time.perf_counter()
-                entry.update(validate(core, val_loader, criterion, device, config))
+                entry.update(validate(evaluated, val_loader, criterion, device, config))
                 if val_crf_loader is not None:  # a report only: the training run stays the one without it
-                    entry["val_auc_crf"] = validate(core, val_crf_loader, criterion, device, config)["val_auc"]
+                    entry["val_auc_crf"] = validate(evaluated, val_crf_loader, criterion, device, config)["val_auc"]
                 entry["val_seconds"] = time.perf_counter() - t_val
                 improved = not math.isnan(entry["val_auc"]) and (best_auc is None or entry["val_auc"] > best_auc)
                 if improved:
@@ -380,7 +402,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         if dist_info.enabled:
             # without SyncBatchNorm (CPUs) the last pass left per-process BatchNorm statistics; rank 0's
             # are the saved ones, and DDP would hand them to every rank at the next forward anyway
-            for buffer in core.buffers():
+            for buffer in [*core.buffers(), *(average.module.buffers() if average is not None else [])]:
                 torch.distributed.broadcast(buffer, src=0)
         digest = weights_digest(core)
     finally:
