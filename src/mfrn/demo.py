@@ -229,7 +229,7 @@ def _train_generator(out: Path, prepared: Path, seconds: float, steps: int = 100
             return path, GeneratorTrainReport(**stored)
     faces = [(image, keypoints) for image, _, keypoints, _ in (s.load() for s in selection.faces)]
     report = train_builtin_generator(faces, out_path=path, train_cfg=BuiltinTrainConfig(steps=steps, max_seconds=seconds),
-                                     progress=True, bar_over="steps")
+                                     progress=True, bar_over_steps=True)
     atomic_write_text(report_path, json.dumps({**asdict(report), "faces": fingerprint, "budget": [seconds, steps]}))
     print(report.format())
     return path, report

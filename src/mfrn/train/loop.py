@@ -243,16 +243,10 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     if resume:
         state = load_checkpoint(Path(resume), map_location=device)
         # with train.ema_decay the checkpoint's model is the average and train_model the raw weights
+        if bool(t.ema_decay) != ("train_model" in state):
+            raise ValueError(f"{resume}: was trained {'without' if t.ema_decay else 'with'} train.ema_decay; "
+                             "resume it with the setting it was trained with")
         load_model_state(core, state.get("train_model", state["model"]), resume)
-        if t.ema_decay:
-            from mfrn.train.ema import WeightAverage
-
-            if "train_model" not in state:
-                raise ValueError(f"{resume}: was trained without train.ema_decay; resume it with train.ema_decay=0")
-            average = WeightAverage(core, t.ema_decay, updates=int(state.get("ema_updates", 0)))
-            load_model_state(average.module, state["model"], resume)
-        elif "train_model" in state:
-            raise ValueError(f"{resume}: was trained with train.ema_decay; resume it with the same train.ema_decay")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -262,10 +256,12 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         if dist_info.is_main:
             print(f"resumed from {resume}: epoch {epoch}, step {global_step}")
 
-    if t.ema_decay and average is None:
+    if t.ema_decay:
         from mfrn.train.ema import WeightAverage
 
-        average = WeightAverage(core, t.ema_decay)
+        average = WeightAverage(core, t.ema_decay, updates=int(state.get("ema_updates", 0)) if resume else 0)
+        if resume:
+            load_model_state(average.module, state["model"], resume)
     evaluated = core if average is None else average.module  # what is validated, selected, calibrated and saved
 
     writer = None

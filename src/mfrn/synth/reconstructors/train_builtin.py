@@ -167,7 +167,7 @@ def train_builtin_generator(
     identity_encoder: nn.Module | None = None,
     log: bool = False,
     progress: bool = False,
-    bar_over: str | None = None,
+    bar_over_steps: bool = False,
 ) -> GeneratorTrainReport:
     """Train the built-in generator on real faces by self-reconstruction and save a checkpoint.
 
@@ -175,7 +175,7 @@ def train_builtin_generator(
     Loss: L1 + (1 - SSIM) + identity consistency 1 - cos(id(output), id(input)). An ``identity_encoder``
     (e.g. ``ArcFaceEncoder``) is frozen; otherwise the light encoder trains jointly. ``progress`` shows a
     bar over the time budget (``train_cfg.max_seconds``) when there is one, else over the steps;
-    ``bar_over="steps"`` shows the steps when the time budget is only a cap.
+    ``bar_over_steps`` shows the steps when the time budget is only a cap.
     """
     from tqdm import tqdm
 
@@ -209,7 +209,7 @@ def train_builtin_generator(
     parts: list[tuple[float, float, float]] = []
     start = time.perf_counter()
     step = 0
-    timed = bool(train_cfg.max_seconds) and bar_over != "steps"
+    timed = bool(train_cfg.max_seconds) and not bar_over_steps
     bar = tqdm(total=round(train_cfg.max_seconds) if timed else n_steps, unit="s" if timed else "step",
                desc="generator train", disable=not progress, dynamic_ncols=True)
     for step in range(1, n_steps + 1):
