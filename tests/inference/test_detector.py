@@ -44,6 +44,28 @@ def test_model_info_says_what_runs(detector, tiny_checkpoint):
     assert info["protocol"].startswith("protocol: 2 evenly spaced frames") and info["mfrn_version"]
 
 
+def test_channels_last_scoring_matches_the_plain_layout(detector, tiny_checkpoint):
+    """The detector runs its convolutions in channels_last (faster on CPU); the scores and maps are the
+    model's own, as the checkpoint's model gives them in the default layout."""
+    import torch
+
+    from mfrn.inference.checkpoint import load_detector_checkpoint
+    from mfrn.models.outputs import fake_probability
+
+    convs = [p for p in detector.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    scores, regions, _ = detector.score_crops(crops)
+    plain, _ = load_detector_checkpoint(tiny_checkpoint)
+    images = torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        output = plain(images)
+    assert not plain.training and all(p.is_contiguous() for p in plain.parameters())
+    np.testing.assert_allclose(scores, fake_probability(output).numpy(), atol=1e-5)
+    assert regions is not None and regions.shape == (3, 64, 64)
+
+
 def test_no_face_is_its_own_verdict_never_fake(detector, sample_media):
     """Issue 10 item 1: a file without a face was scored 0.5 and labelled fake."""
     blank = detector(np.full((200, 200, 3), 127, np.uint8))

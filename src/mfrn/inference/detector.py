@@ -47,7 +47,9 @@ class Detector:
         from mfrn.models.temporal import TemporalDetector
 
         self.device = torch.device(device)
-        model = model.eval().to(self.device)
+        # channels_last: the same fp32 arithmetic, faster convolutions (Lite0's depthwise ones above all):
+        # 32 faces at 224 px in 0.80 s instead of 1.35 s on 2 CPU cores; conv weights only (4-d tensors)
+        model = model.eval().to(self.device, memory_format=torch.channels_last)
         # a temporal model: its frame detector scores the frames (the timeline), the whole model the clips
         self.temporal_model = model if isinstance(model, TemporalDetector) else None
         self.model = model.frame if self.temporal_model is not None else model
@@ -188,7 +190,7 @@ class Detector:
         scores, regions, boundaries = [], [], []
         for start in range(0, len(crops), self.protocol.batch_size):
             chunk = np.stack(crops[start : start + self.protocol.batch_size]).astype(np.float32) / 255.0
-            images = torch.from_numpy(chunk).permute(0, 3, 1, 2).to(self.device)
+            images = torch.from_numpy(chunk).permute(0, 3, 1, 2).to(self.device)  # NHWC memory: channels_last
             output = self.model(images)
             probability = self._probability(output)
             if self.protocol.tta_flip:

@@ -136,4 +136,4 @@ class BuiltinReconstructor(Reconstructor):
         model = cls(cfg, identity_encoder if payload.get("external_identity") else None)
         target = model.generator if payload.get("external_identity") else model
         load_strict(target, payload["state_dict"], path)
-        return model.to(device).eval()
+        return model.to(device, memory_format=torch.channels_last).eval()

@@ -187,7 +187,7 @@ def train_builtin_generator(
         raise ValueError("train_builtin_generator needs at least one face")
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
-    model = BuiltinReconstructor(cfg, identity_encoder).to(device)
+    model = BuiltinReconstructor(cfg, identity_encoder).to(device, memory_format=torch.channels_last)  # as crops_to_tensor
     if identity_encoder is not None:
         identity_encoder.eval().requires_grad_(False)
     crops = np.stack([_to_crop(face, model, i) for i, face in enumerate(faces)])
