@@ -87,14 +87,15 @@ def test_pretrained_lite0_learns_sbi_on_real_faces_of_held_out_people(prepared_f
     assert all(e["images_per_s"] > 0 and e["train_seconds"] > 0 for e in result.history)
 
 
-def test_resume_continues_bit_for_bit(prepared_faces, tmp_path):
-    base = tiny(prepared_faces, tmp_path / "a", "train.epochs=2")
+@pytest.mark.parametrize("layout", [[], ["train.channels_last=true"]], ids=["plain", "channels_last"])
+def test_resume_continues_bit_for_bit(prepared_faces, tmp_path, layout):
+    base = tiny(prepared_faces, tmp_path / "a", "train.epochs=2", *layout)
     full = train(load_config(None, base), progress=False)
     # the same run, killed after 3 steps (mid-epoch), then resumed
-    stopped = train(load_config(None, tiny(prepared_faces, tmp_path / "b", "train.epochs=2", "train.max_steps=3")),
+    stopped = train(load_config(None, tiny(prepared_faces, tmp_path / "b", "train.epochs=2", "train.max_steps=3", *layout)),
                     progress=False)
     assert stopped.stopped_early and stopped.global_step == 3
-    resumed = train(load_config(None, tiny(prepared_faces, tmp_path / "b", "train.epochs=2")), resume="auto",
+    resumed = train(load_config(None, tiny(prepared_faces, tmp_path / "b", "train.epochs=2", *layout)), resume="auto",
                     progress=False)
     assert resumed.global_step == full.global_step
     assert resumed.weights_digest == full.weights_digest
