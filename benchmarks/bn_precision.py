@@ -9,10 +9,14 @@ The CPU recipes train in channels_last for speed. This measures what that costs 
 * **model** (with ``--crops DIR``): one training step of the demo's MFRN (``configs/demo.yaml``, fresh
   ImageNet Lite0 weights, dropout and drop path off) on the first 16 face crops under DIR (for example a
   demo's ``prepared/crops``) with alternating labels and random maps; the relative gradient error of the
-  parameters with the largest gradients, and the |g|^2-weighted mean over all of them.
+  parameters with the largest gradients, and the |g|^2-weighted mean over all of them. Also for a candidate
+  fix, "channels_last, bn plain": every batch-norm layer run on the plain layout of its channels_last input
+  (forward hooks), the convolutions still in channels_last.
+* **time** (with ``--time``): seconds per demo training step (8+8 random images, AdamW) in each of the
+  three, the median of the last 4 of 8 steps.
 
     python benchmarks/bn_precision.py
-    python benchmarks/bn_precision.py --crops runs/demo/prepared/crops
+    python benchmarks/bn_precision.py --crops runs/demo/prepared/crops --time
 """
 
 from __future__ import annotations
@@ -69,6 +73,15 @@ def op_errors(name: str, module: nn.Module, shape: tuple[int, ...]) -> None:
         print(f"  {name:34s} {layout:13s} out {_relative(y, ref_y):.1e}  dx {_relative(dx, ref_dx):.1e}  {params}")
 
 
+def var_mean_errors() -> None:
+    """Batch statistics by ``torch.var_mean`` (a candidate base for a precise channels_last batch norm)."""
+    x = torch.randn(16, 32, 112, 112, generator=torch.Generator().manual_seed(0)) * 0.1 + 30.0
+    ref_var, ref_mean = torch.var_mean(x.double(), dim=(0, 2, 3), unbiased=False)
+    for layout, xin in (("plain", x), ("channels_last", x.contiguous(memory_format=torch.channels_last))):
+        var, mean = torch.var_mean(xin, dim=(0, 2, 3), unbiased=False)
+        print(f"  {'torch.var_mean, mean/std 300':34s} {layout:13s} var {_relative(var, ref_var):.1e}  mean {_relative(mean, ref_mean):.1e}")
+
+
 def _noise_residuals_in_input_dtype(model: nn.Module) -> None:
     """The noise stream computes its residuals in float32 by design; for the float64 reference they follow the input."""
     from mfrn.models import streams
@@ -83,15 +96,80 @@ def _noise_residuals_in_input_dtype(model: nn.Module) -> None:
             module.residuals = residuals.__get__(module)
 
 
-def model_errors(crops_dir: Path, top: int) -> None:
-    from PIL import Image
+def _bn_input_plain(module: nn.Module, args: tuple) -> tuple | None:
+    x = args[0]
+    if module.training and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return (x.contiguous(), *args[1:])
+    return None
 
+
+def _bn_output_channels_last(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    return output.contiguous(memory_format=torch.channels_last) if module.training and output.dim() == 4 else None
+
+
+def bn_in_plain_layout(model: nn.Module) -> nn.Module:
+    """The candidate fix: batch norm (torch's and timm's, which subclass it) on the plain layout in training mode."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(_bn_input_plain)
+            module.register_forward_hook(_bn_output_channels_last)
+    return model
+
+
+MODEL_LAYOUTS = ("plain", "channels_last", "channels_last, bn plain", "float64")
+
+
+def _model_in_layout(model: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Module, torch.Tensor]:
+    m, xin = _in_layout(model, x, layout.split(",")[0])
+    if layout == "float64":
+        _noise_residuals_in_input_dtype(m)
+    if layout.endswith("bn plain"):
+        bn_in_plain_layout(m)
+    return m, xin
+
+
+def _demo_model_and_loss(dropout: bool):
     from mfrn.config import load_config
     from mfrn.models import build_model
     from mfrn.train.losses import build_criterion
 
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
-                         ["model.dropout=0.0", "model.drop_path_rate=0.0"])
+    overrides = [] if dropout else ["model.dropout=0.0", "model.drop_path_rate=0.0"]
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml", overrides)
+    torch.manual_seed(0)
+    return config, build_model(config.model), build_criterion(config.loss, False)
+
+
+def _targets(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return (torch.arange(n) % 2, (torch.rand(n, 1, size, size, generator=generator) > 0.5).float(),
+            (torch.rand(n, 1, size, size, generator=generator) > 0.9).float())
+
+
+def step_times(steps: int = 8) -> None:
+    import time
+
+    config, model, criterion = _demo_model_and_loss(dropout=True)
+    size = config.model.input_size
+    x = torch.rand(16, 3, size, size, generator=torch.Generator().manual_seed(2))
+    label, region, boundary = _targets(16, size)
+    print(f"time: one demo MFRN training step, 8+8 random images at {size} px, AdamW; median of the last 4 of {steps}")
+    for layout in MODEL_LAYOUTS[:3]:
+        m, xin = _model_in_layout(model, x, layout)
+        optimizer = torch.optim.AdamW(m.parameters(), 1e-4)
+        seconds = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            criterion(m(xin), label, region, boundary).total.backward()
+            optimizer.step()
+            seconds.append(time.perf_counter() - start)
+        print(f"  {layout:24s} {float(np.median(seconds[-4:])):.2f} s per step")
+
+
+def model_errors(crops_dir: Path, top: int) -> None:
+    from PIL import Image
+
+    config, model, criterion = _demo_model_and_loss(dropout=False)
     size = config.model.input_size
     paths = sorted(p for p in crops_dir.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})[:16]
     if len(paths) < 2:
@@ -99,29 +177,21 @@ def model_errors(crops_dir: Path, top: int) -> None:
     images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in paths])
     x = torch.from_numpy(images.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
     n = len(paths)
-    generator = torch.Generator().manual_seed(0)
-    label = torch.arange(n) % 2
-    region = (torch.rand(n, 1, size, size, generator=generator) > 0.5).float()
-    boundary = (torch.rand(n, 1, size, size, generator=generator) > 0.9).float()
-    criterion = build_criterion(config.loss, False)
-    torch.manual_seed(0)
-    model = build_model(config.model)
+    label, region, boundary = _targets(n, size)
     results = {}
-    for layout in LAYOUTS:
-        m, xin = _in_layout(model, x, layout)
-        if layout == "float64":
-            _noise_residuals_in_input_dtype(m)
+    for layout in MODEL_LAYOUTS:
+        m, xin = _model_in_layout(model, x, layout)
         loss = criterion(m(xin), label, region.to(xin.dtype), boundary.to(xin.dtype))
         loss.total.backward()
         results[layout] = {name: p.grad.detach() for name, p in m.named_parameters() if p.grad is not None}
     reference = results["float64"]
     largest = sorted(reference, key=lambda name: -float(reference[name].norm()))[:top]
     print(f"model: one demo MFRN training step on {n} crops of {crops_dir} at {size} px, gradient error against float64")
-    for layout in LAYOUTS[:2]:
+    for layout in MODEL_LAYOUTS[:3]:
         errors = {name: _relative(g, reference[name]) for name, g in results[layout].items()}
         weights = {name: float(reference[name].norm()) ** 2 for name in errors}
         mean = sum(errors[k] * weights[k] for k in errors) / sum(weights.values())
-        print(f"  {layout:13s} |g|^2-weighted mean {mean:.1e}; largest gradients: "
+        print(f"  {layout:24s} |g|^2-weighted mean {mean:.1e}; largest gradients: "
               + ", ".join(f"{name} {errors[name]:.1e}" for name in largest))
 
 
@@ -129,6 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crops", type=Path, help="a folder of face crops: also measure one demo training step")
     parser.add_argument("--top", type=int, default=6, help="parameters shown in the model part")
+    parser.add_argument("--time", action="store_true", help="also time a demo training step in each layout")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; relative L2 error against float64")
     print("ops (batch 16):")
@@ -137,8 +208,11 @@ def main() -> None:
     op_errors("batch norm (train), mean 0 std 1", nn.BatchNorm2d(32), (16, 32, 112, 112))
     op_errors("batch norm (train), mean/std 30", _Affine(nn.BatchNorm2d(32), 0.1, 3.0), (16, 32, 112, 112))
     op_errors("batch norm (train), mean/std 300", _Affine(nn.BatchNorm2d(32), 0.1, 30.0), (16, 32, 112, 112))
+    var_mean_errors()
     if args.crops is not None:
         model_errors(args.crops, args.top)
+    if args.time:
+        step_times()
 
 
 if __name__ == "__main__":
