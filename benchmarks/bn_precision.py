@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 LAYOUTS = ("plain", "channels_last", "float64")
@@ -82,20 +81,6 @@ def var_mean_errors() -> None:
         print(f"  {'torch.var_mean, mean/std 300':34s} {layout:13s} var {_relative(var, ref_var):.1e}  mean {_relative(mean, ref_mean):.1e}")
 
 
-def _noise_residuals_in_input_dtype(model: nn.Module) -> None:
-    """The noise stream computes its residuals in float32 by design; for the float64 reference they follow the input."""
-    from mfrn.models import streams
-
-    def residuals(self, images: torch.Tensor) -> torch.Tensor:
-        weight = torch.cat([self.srm.scaled_weight(), self.bayar.weight], dim=0).to(images.dtype)
-        residual = F.conv2d(images, weight, padding=2)
-        return torch.cat([self.srm.clip_residual(residual[:, :3]), residual[:, 3:]], dim=1)
-
-    for module in model.modules():
-        if isinstance(module, streams.NoiseStream):
-            module.residuals = residuals.__get__(module)
-
-
 def _bn_input_plain(module: nn.Module, args: tuple) -> tuple | None:
     x = args[0]
     if module.training and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
@@ -121,8 +106,6 @@ MODEL_LAYOUTS = ("plain", "channels_last", "channels_last, bn plain", "float64")
 
 def _model_in_layout(model: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Module, torch.Tensor]:
     m, xin = _in_layout(model, x, layout.split(",")[0])
-    if layout == "float64":
-        _noise_residuals_in_input_dtype(m)
     if layout.endswith("bn plain"):
         bn_in_plain_layout(m)
     return m, xin

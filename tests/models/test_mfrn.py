@@ -182,3 +182,13 @@ def test_bf16_autocast_keeps_noise_residuals_in_float32(images):
         output = build_model(tiny_cfg())(images)
     assert residuals.dtype == torch.float32 and torch.allclose(residuals, reference, atol=1e-5)
     assert output.logits.shape == (2, 2) and torch.isfinite(output.region_logits).all()
+
+
+def test_noise_residuals_are_never_below_float32_and_keep_float64(images):
+    """bf16 input gives float32 residuals; a float64 model (bn_precision's reference) stays in float64."""
+    stream = NoiseStream((4, 8, 16, 32), (8, 12, 16, 20))
+    assert stream.residuals(images.bfloat16()).dtype == torch.float32
+    reference = stream.residuals(images)
+    residuals = stream.double().residuals(images.double())
+    assert residuals.dtype == torch.float64
+    assert torch.allclose(residuals.float(), reference, atol=1e-4)

@@ -136,13 +136,15 @@ class NoiseStream(nn.Module):
         self._stem_is_tap = 4 in target_channels
 
     def residuals(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 6, H, W) float32: 3 clipped SRM residuals, then 3 Bayar residuals.
+        """(B, 6, H, W) in float32 at least: 3 clipped SRM residuals, then 3 Bayar residuals.
 
-        Always in float32: residuals of 0..255 intensities lose their low bits in bf16/fp16.
+        Never below float32 (residuals of 0..255 intensities lose their low bits in bf16/fp16); a
+        float64 model (a precision reference, benchmarks/bn_precision.py) keeps float64.
         """
-        weight = torch.cat([self.srm.scaled_weight(), self.bayar.weight], dim=0).float()
+        dtype = torch.promote_types(images.dtype, torch.float32)
+        weight = torch.cat([self.srm.scaled_weight(), self.bayar.weight], dim=0).to(dtype)
         with torch.autocast(device_type=images.device.type, enabled=False):
-            residual = F.conv2d(images.float(), weight, padding=2)
+            residual = F.conv2d(images.to(dtype), weight, padding=2)
         return torch.cat([self.srm.clip_residual(residual[:, :3]), residual[:, 3:]], dim=1)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
