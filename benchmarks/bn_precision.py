@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mfrn.models.batchnorm import precise_channels_last_batch_norm
+
 LAYOUTS = ("plain", "channels_last", "float64")
 
 
@@ -81,33 +83,13 @@ def var_mean_errors() -> None:
         print(f"  {'torch.var_mean, mean/std 300':34s} {layout:13s} var {_relative(var, ref_var):.1e}  mean {_relative(mean, ref_mean):.1e}")
 
 
-def _bn_input_plain(module: nn.Module, args: tuple) -> tuple | None:
-    x = args[0]
-    if module.training and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return (x.contiguous(), *args[1:])
-    return None
-
-
-def _bn_output_channels_last(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-    return output.contiguous(memory_format=torch.channels_last) if module.training and output.dim() == 4 else None
-
-
-def bn_in_plain_layout(model: nn.Module) -> nn.Module:
-    """The candidate fix: batch norm (torch's and timm's, which subclass it) on the plain layout in training mode."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.register_forward_pre_hook(_bn_input_plain)
-            module.register_forward_hook(_bn_output_channels_last)
-    return model
-
-
-MODEL_LAYOUTS = ("plain", "channels_last", "channels_last, bn plain", "float64")
+MODEL_LAYOUTS = ("plain", "channels_last", "channels_last, precise bn", "float64")
 
 
 def _model_in_layout(model: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Module, torch.Tensor]:
     m, xin = _in_layout(model, x, layout.split(",")[0])
-    if layout.endswith("bn plain"):
-        bn_in_plain_layout(m)
+    if layout.endswith("precise bn"):
+        precise_channels_last_batch_norm(m)
     return m, xin
 
 

@@ -24,6 +24,9 @@ class TrainConfig:
     warmup_steps: int = 0
     amp: str = "off"  # "off" | "bf16" | "fp16" (SBI trains in fp32)
     channels_last: bool = False
+    # with channels_last on the CPU: batch norm's training statistics by mfrn.models.batchnorm, as precise as in
+    # the plain layout (torch's own kernel is ~100x less precise there; benchmarks/bn_precision.py)
+    precise_batch_norm: bool = True
     grad_clip: float = 0.0  # 0 = off
     # moving average of the weights (mfrn.train.ema), e.g. 0.99; validated, selected, calibrated and saved
     # as the model's weights when on. 0 = off (SBI's and the paper's recipe)

@@ -156,6 +156,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     from tqdm import tqdm
 
     from mfrn.models import build_model
+    from mfrn.models.batchnorm import precise_channels_last_batch_norm
     from mfrn.train.losses import build_criterion
     from mfrn.train.schedules import build_scheduler
 
@@ -226,6 +227,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch, as on 1 GPU
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+        if config.train.precise_batch_norm:
+            precise_channels_last_batch_norm(model)
     core = model
     if dist_info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
