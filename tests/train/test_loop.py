@@ -62,14 +62,14 @@ def test_pretrained_lite0_learns_sbi_on_real_faces_of_held_out_people(prepared_f
     from mfrn.models import build_model
 
     config = load_config(None, tiny(prepared_faces, tmp_path / "run", *PRETRAINED_LITE0, "train.epochs=20",
-                                    "train.sam=false", "train.lr=0.001", "train.seed=" + __import__("os").environ.get("SEED", "0"),
-                                    *__import__("os").environ.get("EXTRA", "").split()))
+                                    "train.sam=false", "train.lr=0.001", "train.seed=0"))
     torch.manual_seed(config.train.seed)
     before = held_out_auc(Detector(build_model(config.model), config.sbi.crop, config.eval, {"input_size": 160}), prepared_faces, config)
     result = train(config, progress=False)
     after = held_out_auc(Detector.from_checkpoint(result.selected_checkpoint, device="cpu"), prepared_faces, config)
-    # measured with seeds 0 / 1 / 2: MEASURED_PLACEHOLDER
-    print("MEASURED", __import__("os").environ.get("SEED"), __import__("os").environ.get("EXTRA"), round(before, 3), round(result.best_val_auc, 3), round(after, 3), result.selection.epoch, [round(e["val_auc"], 3) for e in result.history], flush=True)
+    # measured at train.seed 0 / 1 / 2 (commit 179135e, torch 2.14.1, 2-core CPU): held-out AUC before 0.494 / 0.442 /
+    # 0.469, best val AUC 0.92 / 0.80 / 0.92, held-out AUC after 0.806 / 0.758 / 0.841 (gain 0.31 / 0.32 / 0.37);
+    # the test runs seed 0, and its bounds hold with a margin for all three
     assert before < 0.6, before
     assert result.best_val_auc is not None and result.best_val_auc > 0.78, result.history
     assert after > 0.68 and after - before > 0.18, (before, after)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfrn.models.batchnorm import precise_channels_last_batch_norm
 from mfrn.synth.reconstructors.base import ReconstructionError, crops_to_tensor
 from mfrn.synth.reconstructors.builtin import BuiltinGeneratorConfig, BuiltinReconstructor
 
@@ -188,6 +189,7 @@ def train_builtin_generator(
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     model = BuiltinReconstructor(cfg, identity_encoder).to(device, memory_format=torch.channels_last)  # as crops_to_tensor
+    precise_channels_last_batch_norm(model)  # torch's CPU batch norm is imprecise in channels_last training
     if identity_encoder is not None:
         identity_encoder.eval().requires_grad_(False)
     crops = np.stack([_to_crop(face, model, i) for i, face in enumerate(faces)])
