@@ -4,14 +4,13 @@ The CPU recipes train in channels_last for speed. This measures what that costs 
 
 * **ops**: one forward and backward of single layers (depthwise and stem convolutions, batch norm in
   training mode, on unit-variance input and on input whose mean is 30 / 300 times its std), each in fp32
-  plain, fp32 channels_last and float64; the relative error (L2) of the output, the input gradient and
+  plain, fp32 channels_last (torch's batch norm), fp32 channels_last with the project's precise batch norm
+  (``mfrn.models.batchnorm``, what the recipes train with) and float64; the relative error (L2) of the output, the input gradient and
   the parameter gradients against float64.
 * **model** (with ``--crops DIR``): one training step of the demo's MFRN (``configs/demo.yaml``, fresh
   ImageNet Lite0 weights, dropout and drop path off) on the first 16 face crops under DIR (for example a
   demo's ``prepared/crops``) with alternating labels and random maps; the relative gradient error of the
-  parameters with the largest gradients, and the |g|^2-weighted mean over all of them. Also for a candidate
-  fix, "channels_last, bn plain": every batch-norm layer run on the plain layout of its channels_last input
-  (forward hooks), the convolutions still in channels_last.
+  parameters with the largest gradients, and the |g|^2-weighted mean over all of them.
 * **time** (with ``--time``): seconds per demo training step (8+8 random images, AdamW) in each of the
   three, the median of the last 4 of 8 steps.
 
@@ -31,7 +30,8 @@ from torch import nn
 
 from mfrn.models.batchnorm import precise_channels_last_batch_norm
 
-LAYOUTS = ("plain", "channels_last", "float64")
+# "channels_last, precise bn": mfrn.models.batchnorm (what the recipes train with), the convolutions in channels_last
+LAYOUTS = ("plain", "channels_last", "channels_last, precise bn", "float64")
 
 
 def _relative(a: torch.Tensor, reference: torch.Tensor) -> float:
@@ -42,8 +42,11 @@ def _in_layout(module: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Modu
     module = copy.deepcopy(module).train()
     if layout == "float64":
         return module.double(), x.double()
-    if layout == "channels_last":
-        return module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    if layout.startswith("channels_last"):
+        module = module.to(memory_format=torch.channels_last)
+        if layout.endswith("precise bn"):
+            precise_channels_last_batch_norm(module)
+        return module, x.contiguous(memory_format=torch.channels_last)
     return module, x.clone()
 
 
@@ -60,37 +63,20 @@ class _Affine(nn.Module):
 
 def op_errors(name: str, module: nn.Module, shape: tuple[int, ...]) -> None:
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    layouts = [layout for layout in LAYOUTS if has_batch_norm or not layout.endswith("precise bn")]
     results = {}
-    for layout in LAYOUTS:
+    for layout in layouts:
         m, xin = _in_layout(module, x, layout)
         xin.requires_grad_(True)
         y = m(xin)
         y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype))
         results[layout] = (y.detach(), xin.grad, {n: p.grad for n, p in m.named_parameters()})
     ref_y, ref_dx, ref_grads = results["float64"]
-    for layout in LAYOUTS[:2]:
+    for layout in layouts[:-1]:
         y, dx, grads = results[layout]
         params = " ".join(f"d{n.split('.')[-1]} {_relative(g, ref_grads[n]):.1e}" for n, g in grads.items())
-        print(f"  {name:34s} {layout:13s} out {_relative(y, ref_y):.1e}  dx {_relative(dx, ref_dx):.1e}  {params}")
-
-
-def var_mean_errors() -> None:
-    """Batch statistics by ``torch.var_mean`` (a candidate base for a precise channels_last batch norm)."""
-    x = torch.randn(16, 32, 112, 112, generator=torch.Generator().manual_seed(0)) * 0.1 + 30.0
-    ref_var, ref_mean = torch.var_mean(x.double(), dim=(0, 2, 3), unbiased=False)
-    for layout, xin in (("plain", x), ("channels_last", x.contiguous(memory_format=torch.channels_last))):
-        var, mean = torch.var_mean(xin, dim=(0, 2, 3), unbiased=False)
-        print(f"  {'torch.var_mean, mean/std 300':34s} {layout:13s} var {_relative(var, ref_var):.1e}  mean {_relative(mean, ref_mean):.1e}")
-
-
-MODEL_LAYOUTS = ("plain", "channels_last", "channels_last, precise bn", "float64")
-
-
-def _model_in_layout(model: nn.Module, x: torch.Tensor, layout: str) -> tuple[nn.Module, torch.Tensor]:
-    m, xin = _in_layout(model, x, layout.split(",")[0])
-    if layout.endswith("precise bn"):
-        precise_channels_last_batch_norm(m)
-    return m, xin
+        print(f"  {name:34s} {layout:25s} out {_relative(y, ref_y):.1e}  dx {_relative(dx, ref_dx):.1e}  {params}")
 
 
 def _demo_model_and_loss(dropout: bool):
@@ -118,8 +104,8 @@ def step_times(steps: int = 8) -> None:
     x = torch.rand(16, 3, size, size, generator=torch.Generator().manual_seed(2))
     label, region, boundary = _targets(16, size)
     print(f"time: one demo MFRN training step, 8+8 random images at {size} px, AdamW; median of the last 4 of {steps}")
-    for layout in MODEL_LAYOUTS[:3]:
-        m, xin = _model_in_layout(model, x, layout)
+    for layout in LAYOUTS[:3]:
+        m, xin = _in_layout(model, x, layout)
         optimizer = torch.optim.AdamW(m.parameters(), 1e-4)
         seconds = []
         for _ in range(steps):
@@ -144,15 +130,15 @@ def model_errors(crops_dir: Path, top: int) -> None:
     n = len(paths)
     label, region, boundary = _targets(n, size)
     results = {}
-    for layout in MODEL_LAYOUTS:
-        m, xin = _model_in_layout(model, x, layout)
+    for layout in LAYOUTS:
+        m, xin = _in_layout(model, x, layout)
         loss = criterion(m(xin), label, region.to(xin.dtype), boundary.to(xin.dtype))
         loss.total.backward()
         results[layout] = {name: p.grad.detach() for name, p in m.named_parameters() if p.grad is not None}
     reference = results["float64"]
     largest = sorted(reference, key=lambda name: -float(reference[name].norm()))[:top]
     print(f"model: one demo MFRN training step on {n} crops of {crops_dir} at {size} px, gradient error against float64")
-    for layout in MODEL_LAYOUTS[:3]:
+    for layout in LAYOUTS[:3]:
         errors = {name: _relative(g, reference[name]) for name, g in results[layout].items()}
         weights = {name: float(reference[name].norm()) ** 2 for name in errors}
         mean = sum(errors[k] * weights[k] for k in errors) / sum(weights.values())
@@ -173,7 +159,6 @@ def main() -> None:
     op_errors("batch norm (train), mean 0 std 1", nn.BatchNorm2d(32), (16, 32, 112, 112))
     op_errors("batch norm (train), mean/std 30", _Affine(nn.BatchNorm2d(32), 0.1, 3.0), (16, 32, 112, 112))
     op_errors("batch norm (train), mean/std 300", _Affine(nn.BatchNorm2d(32), 0.1, 30.0), (16, 32, 112, 112))
-    var_mean_errors()
     if args.crops is not None:
         model_errors(args.crops, args.top)
     if args.time:

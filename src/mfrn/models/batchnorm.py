@@ -39,33 +39,34 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
         rows = _rows(x)
         count = rows.shape[0]
         mean = rows.sum(0) / count
-        centred = rows - mean
-        var = torch.linalg.vecdot(centred, centred, dim=0) / count  # centred first: no cancellation at large means
+        centred = rows - mean  # exact wherever x is within a factor 2 of the mean (Sterbenz): no cancellation
+        residual = centred.sum(0) / count  # what rounding the mean to float32 left: x - mean = centred - residual
+        var = torch.linalg.vecdot(centred, centred, dim=0) / count - residual.square()
         invstd = torch.rsqrt(var + eps)
         scale = invstd if weight is None else invstd * weight
+        shift = -residual * scale if bias is None else bias - residual * scale
         out = torch.empty_like(x, memory_format=torch.channels_last)  # not a view: later layers act in place
-        if bias is None:
-            torch.mul(centred, scale, out=_rows(out))
-        else:
-            torch.addcmul(bias, centred, scale, out=_rows(out))
-        ctx.save_for_backward(centred, invstd, weight)
+        torch.addcmul(shift, centred, scale, out=_rows(out))
+        ctx.save_for_backward(centred, residual, invstd, weight)
         ctx.shape = x.shape
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor, _grad_mean, _grad_var):
-        centred, invstd, weight = ctx.saved_tensors
+        centred, residual, invstd, weight = ctx.saved_tensors
         grad = _rows(grad_out.contiguous(memory_format=torch.channels_last))
         count = grad.shape[0]
         grad_sum = grad.sum(0)
-        grad_dot_centred = torch.linalg.vecdot(grad, centred, dim=0)
+        grad_dot_centred = torch.linalg.vecdot(grad, centred, dim=0) - residual * grad_sum  # sum grad * (x - mean)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            # d/dx of w * (x - mean) * invstd with mean and invstd functions of the batch
+            # d/dx of w * (x - mean) * invstd, mean and invstd functions of the batch:
+            # gain * (grad - mean(grad)) + coef * (x - mean), x - mean = centred - residual
             gain = invstd if weight is None else weight * invstd
-            grad_x = torch.addcmul(-gain * grad_sum / count, grad, gain)
-            grad_x.addcmul_(centred, -gain * invstd.square() * grad_dot_centred / count)
+            coef = -gain * invstd.square() * grad_dot_centred / count
+            grad_x = torch.addcmul(-gain * grad_sum / count - coef * residual, grad, gain)
+            grad_x.addcmul_(centred, coef)
             grad_x = _as_nchw(grad_x, ctx.shape)
         if weight is not None and ctx.needs_input_grad[1]:
             grad_weight = grad_dot_centred * invstd
