@@ -1,13 +1,14 @@
-"""Batch norm for training in channels_last on the CPU, as precise as the plain layout and as fast.
+"""Batch norm for training in channels_last on the CPU, as precise as in the plain layout.
 
 torch's CPU batch norm in training mode accumulates its batch statistics on channels_last input about 100x
 less precisely than on the plain layout (``benchmarks/bn_precision.py``: 7.8e-6 against 4.3e-8 relative to
 float64 at unit variance, 1e-3 against 1e-5 when the mean is 300 times the std), and the error reaches the
 gradients of every layer below. Every demo trained that way tested below every demo trained in the plain
-layout. Running the layers on the plain layout instead costs the speed that channels_last was chosen for
-(plain CPU batch norm is ~10x slower than channels_last on 112 px maps). This does the same arithmetic on
-the (N*H*W, C) view of the channels_last memory with ``torch.sum`` (a cascaded, precise reduction) in two
-passes, mean and then the centred variance, and a hand-written backward: 4-5 memory passes each way.
+layout. Running the layers on the plain layout instead (a layout copy in and out of each) took back the
+speed channels_last was chosen for. This computes the statistics on the (N*H*W, C) view of the channels_last
+memory with ``torch.sum`` (a cascaded, precise reduction): the mean, then the centred values (exact near the
+mean), the rounding residual of the mean and the centred variance, with a hand-written backward; a few
+memory passes each way, so a training step costs somewhat more than with torch's kernel (bn_precision --time).
 
 :func:`precise_channels_last_batch_norm` turns a model's ``nn.BatchNorm2d`` and timm ``BatchNormAct2d``
 layers into subclasses that take this path only where it matters (training mode, float32 channels_last
