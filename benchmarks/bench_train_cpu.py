@@ -89,7 +89,8 @@ def build_rbi_cache(prepared: Path, config, seconds: float) -> Path:
     return generator
 
 
-def speed(recipe: str, prepared: Path, work: Path, epochs: int, generator: Path | None) -> SpeedResult:
+def speed(recipe: str, prepared: Path, work: Path, epochs: int, generator: Path | None,
+          extra: list[str] | None = None) -> SpeedResult:
     from mfrn.config import load_config
     from mfrn.train.loop import train
 
@@ -97,7 +98,7 @@ def speed(recipe: str, prepared: Path, work: Path, epochs: int, generator: Path 
                  "train.tensorboard=false"]
     if generator is not None:
         overrides.append(f"rbi.reconstructor_kwargs={{checkpoint: '{generator}'}}")
-    config = load_config(RECIPES[recipe], overrides)
+    config = load_config(RECIPES[recipe], overrides + list(extra or []))
     result = train(config, progress=False)
     history = result.history
     steps = history[0]["global_step"]
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator-seconds", type=float, default=60.0, help="speed mode: generator training time")
     parser.add_argument("--full", action="store_true", help="time the whole workflow on 20 real videos instead")
     parser.add_argument("--generator-minutes", type=float, default=5.0, help="full mode: generator training time")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="speed mode: a config override for both recipes, e.g. train.precise_batch_norm=false")
     args = parser.parse_args(argv)
 
     import torch
@@ -238,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         generator = None
         if config.rbi.source == "cache" and config.rbi.probability > 0:
             generator = build_rbi_cache(prepared, config, args.generator_seconds)
-        results.append(speed(recipe, prepared, args.work, args.epochs, generator))
-    print()
+        results.append(speed(recipe, prepared, args.work, args.epochs, generator, args.overrides))
+    print(f"\noverrides: {' '.join(args.overrides)}" if args.overrides else "")
     for r in results:
         print(f"{r.recipe:15s} {r.images_per_s:6.2f} train img/s ({r.seconds_per_step:5.2f} s/step of {r.batch}+{r.batch}, "
               f"CPU {r.cpu_seconds_per_step:5.2f} s/step), "
