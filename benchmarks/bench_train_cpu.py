@@ -99,7 +99,7 @@ def speed(recipe: str, prepared: Path, work: Path, epochs: int, generator: Path 
     if generator is not None:
         overrides.append(f"rbi.reconstructor_kwargs={{checkpoint: '{generator}'}}")
     config = load_config(RECIPES[recipe], overrides + list(extra or []))
-    result = train(config, progress=False)
+    result = train(config, progress=False, overwrite=True)  # the work folder is reused: its runs are replaced
     history = result.history
     steps = history[0]["global_step"]
     fastest = max(history, key=lambda e: e["images_per_s"])
