@@ -36,8 +36,8 @@ class Reconstruction:
 
 def crops_to_tensor(crops: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """(S, S, 3) uint8 crops -> float tensor (B, 3, S, S) in [0, 1], in channels_last memory (the
-    generators' layout: fp32, convolutions about 1.5x faster on CPU; batch norm in training mode is
-    less precise in it on CPU, eval mode is not)."""
+    generators' layout: fp32, convolutions about 1.5x faster on CPU; the built-in generator trains its
+    batch norm with mfrn.models.batchnorm, as torch's CPU kernel is imprecise in it in training mode)."""
     array = np.stack([np.asarray(c) for c in crops]).astype(np.float32) / 255.0
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
 
