@@ -12,7 +12,7 @@ The CPU recipes train in channels_last for speed. This measures what that costs 
   demo's ``prepared/crops``) with alternating labels and random maps; the relative gradient error of the
   parameters with the largest gradients, and the |g|^2-weighted mean over all of them.
 * **time** (with ``--time``): seconds per demo training step (8+8 random images, AdamW) in each of the
-  three, the median of the last 4 of 8 steps.
+  three, interleaved, the median of 8 rounds after 2.
 
     python benchmarks/bn_precision.py
     python benchmarks/bn_precision.py --crops runs/demo/prepared/crops --time
@@ -96,25 +96,30 @@ def _targets(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
             (torch.rand(n, 1, size, size, generator=generator) > 0.9).float())
 
 
-def step_times(steps: int = 8) -> None:
+def step_times(rounds: int = 10, warmup: int = 2) -> None:
+    """Seconds per training step of each layout, interleaved (one step of each per round) so that a slower
+    stretch of a shared machine weighs on all three alike; the median of the rounds after ``warmup``."""
     import time
 
     config, model, criterion = _demo_model_and_loss(dropout=True)
     size = config.model.input_size
     x = torch.rand(16, 3, size, size, generator=torch.Generator().manual_seed(2))
     label, region, boundary = _targets(16, size)
-    print(f"time: one demo MFRN training step, 8+8 random images at {size} px, AdamW; median of the last 4 of {steps}")
+    print(f"time: one demo MFRN training step, 8+8 random images at {size} px, AdamW; median of {rounds - warmup} "
+          f"interleaved rounds after {warmup}")
+    runs = {}
     for layout in LAYOUTS[:3]:
         m, xin = _in_layout(model, x, layout)
-        optimizer = torch.optim.AdamW(m.parameters(), 1e-4)
-        seconds = []
-        for _ in range(steps):
+        runs[layout] = (m, xin, torch.optim.AdamW(m.parameters(), 1e-4), [])
+    for _ in range(rounds):
+        for m, xin, optimizer, seconds in runs.values():
             start = time.perf_counter()
             optimizer.zero_grad()
             criterion(m(xin), label, region, boundary).total.backward()
             optimizer.step()
             seconds.append(time.perf_counter() - start)
-        print(f"  {layout:24s} {float(np.median(seconds[-4:])):.2f} s per step")
+    for layout, (_, _, _, seconds) in runs.items():
+        print(f"  {layout:25s} {float(np.median(seconds[warmup:])):.2f} s per step")
 
 
 def model_errors(crops_dir: Path, top: int) -> None:
