@@ -678,21 +678,14 @@ class Trainer:
         import torch
 
         from mfrn.models import build_model
-        from mfrn.train.loop import _build_optimizer
+        from mfrn.train.loop import _build_optimizer, place_for_training
         from mfrn.train.losses import DetectionLoss
 
         self.ctx = ctx
         self.config = ctx.config(model_name, _amp_name(precision), channels_last, batch, extra=VARIANTS.get(variant, ()))
         torch.manual_seed(self.config.train.seed)
-        self.model = build_model(self.config.model).to(ctx.device)
-        if distributed and self.config.train.sync_batchnorm and ctx.device.type == "cuda":
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.core = self.model
-        if distributed:
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        self.model, self.core = place_for_training(build_model(self.config.model).to(ctx.device), self.config,
+                                                   ctx.device, distributed)  # as mfrn train places it
         self.model.train()
         self.criterion = DetectionLoss(self.config.loss)
         self.optimizer = _build_optimizer(self.config, self.model.parameters())

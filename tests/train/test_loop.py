@@ -255,3 +255,23 @@ def test_val_crf_reports_the_validation_auc_after_h264(prepared_faces, tmp_path)
         load_config(None, ["data.val_crf=60"])
     with pytest.raises(ValueError, match="data.val_motion_frames"):
         load_config(None, ["data.val_motion_frames=40"])
+
+
+@pytest.mark.parametrize("overrides, precise", [(["train.channels_last=true"], True),
+                                                (["train.channels_last=true", "train.precise_batch_norm=false"], False),
+                                                ([], False)], ids=["channels_last", "torch batch norm", "plain"])
+def test_training_places_the_model_with_the_precise_batch_norm_in_channels_last(overrides, precise):
+    from torch import nn
+
+    from mfrn.models import build_model
+    from mfrn.models.batchnorm import PreciseBatchNorm2d, PreciseBatchNormAct2d
+    from mfrn.train.loop import place_for_training
+
+    config = load_config(None, [*TINY_MODEL, "train.device=cpu", *overrides])
+    model, core = place_for_training(build_model(config.model), config, torch.device("cpu"), distributed=False)
+    assert model is core
+    norms = [m for m in core.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all((type(m) in (PreciseBatchNorm2d, PreciseBatchNormAct2d)) == precise for m in norms)
+    weight = next(m.weight for m in core.modules() if isinstance(m, nn.Conv2d) and m.weight.dim() == 4
+                  and m.weight.shape[1] > 1 and m.weight.shape[2] > 1)
+    assert weight.is_contiguous(memory_format=torch.channels_last) == bool(overrides)

@@ -148,6 +148,25 @@ def validate(model, loader, criterion, device, config: Config) -> dict:
     return {"val_auc": auc, "val_loss": float(np.mean(losses)), "val_images": int(len(labels_all))}
 
 
+def place_for_training(model: torch.nn.Module, config: Config, device: torch.device,
+                       distributed: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``model`` (on ``device``) as training runs it: SyncBatchNorm under torchrun on GPUs, channels_last with the
+    precise CPU batch norm where configured, DDP-wrapped when distributed. Returns (the model to call, its core)."""
+    from mfrn.models.batchnorm import precise_channels_last_batch_norm
+
+    if distributed and config.train.sync_batchnorm and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch, as on 1 GPU
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        if config.train.precise_batch_norm:
+            precise_channels_last_batch_norm(model)  # torch's CPU batch norm is imprecise in channels_last training
+    core = model
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model, core
+
+
 def train(config: Config, resume: Path | str | None = None, progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train ``config``; ``resume`` is a checkpoint path, or "auto" for ``<out_dir>/last.pt`` (which must exist).
 
@@ -156,7 +175,6 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     from tqdm import tqdm
 
     from mfrn.models import build_model
-    from mfrn.models.batchnorm import precise_channels_last_batch_norm
     from mfrn.train.losses import build_criterion
     from mfrn.train.schedules import build_scheduler
 
@@ -223,16 +241,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     model = build_model(config.model).to(device)
     if temporal and config.model.temporal_frame_checkpoint:
         load_frame_checkpoint(model, config.model.temporal_frame_checkpoint)
-    if dist_info.enabled and config.train.sync_batchnorm and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN over the global batch, as on 1 GPU
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        if config.train.precise_batch_norm:
-            precise_channels_last_batch_norm(model)
-    core = model
-    if dist_info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    model, core = place_for_training(model, config, device, dist_info.enabled)
     criterion = build_criterion(config.loss, temporal)
     optimizer = _build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = build_scheduler(optimizer, config.train.schedule, total_steps=total_steps,
