@@ -227,3 +227,33 @@ def test_eval_of_a_temporal_checkpoint_puts_frame_mean_and_temporal_side_by_side
     assert "Frame mean vs temporal head" in printed
     assert main(args) == 0  # a resumed run adds no temporal row twice
     assert len(_rows(out / "ffpp" / "temporal_videos.csv")) == len(temporal_rows)
+
+
+@pytest.mark.parametrize("files, expected", [
+    (["a.png", "b.JPG"], "image"), (["a.mp4", "b.avi"], "video"), (["a.mp4", "b.png"], "mixed"), ([], "video")])
+def test_the_accuracy_column_counts_at_the_threshold_detect_judges_the_files_by(files, expected):
+    """A dataset of images is counted at the calibration's single-image threshold, not the videos'."""
+    from types import SimpleNamespace
+
+    from mfrn.checkpoint import Calibration
+    from mfrn.config import load_config
+    from mfrn.evaluate.runner import _verdict_threshold
+    from mfrn.inference import Detector
+    from mfrn.models import build_model
+    from tests.conftest import TINY_MODEL
+
+    config = load_config(None, list(TINY_MODEL))
+    calibration = Calibration(threshold=0.6, rule="videos' rule", image_threshold=0.9, image_rule="images' rule")
+    entries = [SimpleNamespace(path=f"/data/real/{name}") for name in files]
+    for calibrated in (True, False):
+        detector = Detector(build_model(config.model), config.sbi.crop, config.eval, {"input_size": 64},
+                            calibration if calibrated else None)
+        verdict = _verdict_threshold(detector, entries)
+        if not calibrated:
+            assert verdict == {"threshold": 0.5, "threshold_rule": None}
+        elif expected == "image":
+            assert verdict == {"threshold": 0.9, "threshold_rule": "images' rule"}
+        else:
+            assert verdict["threshold"] == 0.6 and verdict["threshold_rule"].startswith("videos' rule")
+            note = "the 1 single image(s) among these videos are counted at it too"
+            assert (note in verdict["threshold_rule"]) == (expected == "mixed") and ("0.9" in verdict["threshold_rule"]) == (expected == "mixed")

@@ -243,12 +243,13 @@ def _auc_text(metrics) -> str:
     return f"{metrics.auc:.4f}"
 
 
-def _one_class_report(name: str, summary, video_csv: Path, out: Path, detector) -> None:
+def _one_class_report(name: str, summary, video_csv: Path, out: Path, verdict: dict, detector) -> None:
     """Only real (or only fake) videos: no AUC, but each video's score and verdict, and the share called fake."""
     from mfrn.evaluate.scores import read_scores
     from mfrn.evaluate.tables import per_video_table
 
-    table = per_video_table(read_scores(video_csv), name, detector.threshold, detector.threshold_rule)
+    table = per_video_table(read_scores(video_csv), name, verdict["threshold"],
+                            verdict["threshold_rule"] or detector.threshold_rule)
     table.save(out / name / "per_video")
     print(table.markdown if len(table.rows) <= 20 else
           "\n".join(table.markdown.splitlines()[:24]) + f"\n... ({len(table.rows)} videos in {out / name / 'per_video.md'})")
@@ -265,10 +266,22 @@ def _temporal_report(name: str, summary, run: EvalRun, out: Path, detector, boot
     print(table.markdown)
 
 
-def _verdict_threshold(detector) -> dict:
-    """The checkpoint's stored verdict threshold and its rule, for the tables' accuracy column."""
-    stored = detector.calibration is not None
-    return {"threshold": detector.threshold, "threshold_rule": detector.threshold_rule if stored else None}
+def _verdict_threshold(detector, entries) -> dict:
+    """The checkpoint's stored verdict threshold and its rule, for the tables' accuracy column: the one
+    ``mfrn detect`` judges these files by, a single image's for a dataset of images only (where the
+    calibration chose one), else the video one (said in the rule when images are among the videos)."""
+    from mfrn.data.media import IMAGE_EXTENSIONS
+
+    suffixes = [Path(entry.path).suffix.lower() for entry in entries]
+    n_images = sum(suffix in IMAGE_EXTENSIONS for suffix in suffixes)
+    kind = "image" if suffixes and n_images == len(suffixes) else "video"
+    if detector.calibration is None:
+        return {"threshold": detector.threshold_for(kind), "threshold_rule": None}
+    threshold, rule = detector.threshold_for(kind), detector.threshold_rule_for(kind)
+    if kind == "video" and n_images and detector.threshold_for("image") != threshold:
+        rule += (f"; the {n_images} single image(s) among these videos are counted at it too, although mfrn detect "
+                 f"judges an image at {detector.threshold_for('image'):.4g}")
+    return {"threshold": threshold, "threshold_rule": rule}
 
 
 def _sweep_row(perturbation, level: int, summary) -> dict:
@@ -314,6 +327,7 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
 
             accumulator = LocalisationAccumulator(pixel_threshold=detector.pixel_threshold)
         aucs, sweep = [], []
+        verdict = _verdict_threshold(detector, reader.entries(args.split))
         for level in levels:
             sub = out / name if level == 0 else out / name / level_folder(perturbation, level)
             run = score_records(detector, reader.entries(args.split), sub, name, perturbation, level,
@@ -321,7 +335,7 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
             if not is_main:
                 continue
             summary = evaluate_scores(run.video_csv, run.frame_csv, bootstrap=args.bootstrap, dataset=name,
-                                      protocol=detector.protocol.describe(), **_verdict_threshold(detector))
+                                      protocol=detector.protocol.describe(), **verdict)
             aucs.append(summary.overall.video.auc)
             if perturbation is not None:
                 sweep.append(_sweep_row(perturbation, level, summary))
@@ -334,7 +348,7 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
             if run.temporal_video_csv is not None and summary.n_scored:
                 _temporal_report(name, summary, run, sub, detector, args.bootstrap)
             if level == 0 and summary.n_scored and not summary.overall.video.valid:
-                _one_class_report(name, summary, run.video_csv, out, detector)
+                _one_class_report(name, summary, run.video_csv, out, verdict, detector)
         if accumulator is not None and is_main:
             import json
             from dataclasses import asdict
