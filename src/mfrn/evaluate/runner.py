@@ -270,11 +270,11 @@ def _verdict_threshold(detector, entries) -> dict:
     """The checkpoint's stored verdict threshold and its rule, for the tables' accuracy column: the one
     ``mfrn detect`` judges these files by, a single image's for a dataset of images only (where the
     calibration chose one), else the video one (said in the rule when images are among the videos)."""
-    from mfrn.data.media import IMAGE_EXTENSIONS
+    from mfrn.data.media import is_image
 
-    suffixes = [Path(entry.path).suffix.lower() for entry in entries]
-    n_images = sum(suffix in IMAGE_EXTENSIONS for suffix in suffixes)
-    kind = "image" if suffixes and n_images == len(suffixes) else "video"
+    images = [is_image(entry.path) for entry in entries]
+    n_images = sum(images)
+    kind = "image" if images and all(images) else "video"
     if detector.calibration is None:
         return {"threshold": detector.threshold_for(kind), "threshold_rule": None}
     threshold, rule = detector.threshold_for(kind), detector.threshold_rule_for(kind)
