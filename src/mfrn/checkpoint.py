@@ -50,6 +50,8 @@ class Calibration:
       (a video's score is the mean over its frames, a photo's is one face's: the same share of false
       alarms needs a higher threshold on one face); None: ``threshold`` serves images too.
     - ``image_rule``: how ``image_threshold`` was chosen (required with it).
+    - ``tta_flip``: the validation faces were scored with flip TTA (the protocol's ``tta_flip``): the
+      thresholds fit scores made the same way (the ``Detector`` warns when its protocol differs).
     """
 
     threshold: float
@@ -59,6 +61,7 @@ class Calibration:
     pixel_rule: str | None = None
     image_threshold: float | None = None
     image_rule: str | None = None
+    tta_flip: bool = False
 
     def __post_init__(self) -> None:
         def number(value, name: str) -> float:
@@ -82,6 +85,8 @@ class Calibration:
                 raise ValueError(f"calibration.image_threshold must be in [0, 1], got {self.image_threshold!r}")
             if not isinstance(self.image_rule, str) or not self.image_rule.strip():
                 raise ValueError("calibration.image_rule must say how the image threshold was chosen")
+        if not isinstance(self.tta_flip, bool):
+            raise ValueError(f"calibration.tta_flip must be true or false, got {self.tta_flip!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain floats and strings (loadable with ``weights_only=True``, writable as JSON)."""
@@ -110,6 +115,8 @@ class Calibration:
             text += f"; temperature {self.temperature:.4g} applied to the logits"
         if self.pixel_threshold is not None:
             text += f"; region outline at {self.pixel_threshold:.4g} ({self.pixel_rule})"
+        if self.tta_flip:
+            text += "; learned on flip-TTA scores"
         return text
 
     def threshold_for(self, kind: str | None) -> float:

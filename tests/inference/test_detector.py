@@ -180,3 +180,47 @@ def test_other_arrays_are_refused_with_what_is_accepted(detector, array, match):
 def test_a_non_array_non_path_is_refused(detector):
     with pytest.raises(TypeError, match="image array or a media path"):
         detector([[1, 2], [3, 4]])
+
+
+def test_flip_tta_scores_the_mean_logits_of_a_face_and_its_mirror(tiny_checkpoint):
+    """``eval.tta_flip``: the face's logits and its mirror image's are averaged before the temperature and the
+    softmax, the same rule calibration scores the validation faces by (so the stored threshold fits)."""
+    import dataclasses
+
+    import torch
+
+    from mfrn.inference.checkpoint import load_detector_checkpoint
+    from mfrn.models.outputs import fake_probability
+
+    plain, spec = load_detector_checkpoint(tiny_checkpoint)
+    flipping = Detector.from_checkpoint(tiny_checkpoint, device="cpu", warn_uncalibrated=False,
+                                        protocol=dataclasses.replace(spec.protocol, tta_flip=True))
+    assert "flip TTA on" in flipping.model_info()["protocol"]
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    scores, _, _ = flipping.score_crops(crops)
+    images = torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        own, mirrored = plain(images), plain(torch.flip(images, dims=[3]))
+    expected = fake_probability(dataclasses.replace(own, logits=(own.logits + mirrored.logits) / 2)).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert not np.allclose(scores, fake_probability(own).numpy(), atol=1e-4)  # the mirror changed the scores
+
+
+def test_the_protocol_follows_a_calibration_learned_with_flip_tta_and_a_mismatch_is_warned(tiny_checkpoint, tmp_path):
+    import dataclasses
+
+    from mfrn.inference import CalibrationProtocolWarning
+
+    flipped = _calibrated(tiny_checkpoint, tmp_path, Calibration(0.4, "r", tta_flip=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationProtocolWarning)
+        detector = Detector.from_checkpoint(flipped, device="cpu")  # mfrn calibrate --set eval.tta_flip=true
+    assert detector.protocol.tta_flip and detector.calibration_mismatch() is None
+    no_flip = dataclasses.replace(detector.protocol, tta_flip=False)
+    with pytest.warns(CalibrationProtocolWarning, match="learned on scores with flip TTA on.*scores with it off"):
+        Detector.from_checkpoint(flipped, device="cpu", protocol=no_flip)
+    with pytest.raises(CheckpointError, match="tta_flip must be true or false"):
+        Calibration.from_dict({"threshold": 0.5, "rule": "r", "tta_flip": "yes"})
+    older = {"threshold": 0.5, "rule": "r"}  # a calibration stored before the field existed
+    assert Calibration.from_dict(older).tta_flip is False

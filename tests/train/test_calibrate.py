@@ -60,3 +60,41 @@ def test_mfrn_calibrate_says_what_is_missing(trained_run, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["calibrate", str(tmp_path / "none.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_calibration_scores_each_face_as_the_protocol_does_flip_tta_included():
+    """With the protocol's ``tta_flip`` the validation logits are the mean of each face's and its mirror's:
+    the threshold is learned on the scores ``detect`` will compare with it."""
+    import numpy as np
+    import torch
+
+    from mfrn.models.outputs import DetectorOutput
+    from mfrn.train.calibrate import collect_validation
+
+    class LeftHalf(torch.nn.Module):  # logits that tell a face from its mirror image
+        def forward(self, x):
+            left, right = x[..., : x.shape[-1] // 2].mean((1, 2, 3)), x[..., x.shape[-1] // 2 :].mean((1, 2, 3))
+            return DetectorOutput(logits=torch.stack([right, 3 * left], dim=1))
+
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    batch = {"image": images, "label": torch.tensor([0, 1, 0, 1]), "region_map": torch.zeros(4, 8, 8),
+             "key": ["a#0", "b#0"]}
+    model = LeftHalf()
+    plain = collect_validation(model, [batch], torch.device("cpu"))
+    flipped = collect_validation(model, [batch], torch.device("cpu"), flip=True)
+    with torch.no_grad():
+        mirrored = model(torch.flip(images, dims=[3])).logits.numpy()
+    np.testing.assert_allclose(plain.logits, model(images).logits.numpy(), atol=1e-6)
+    np.testing.assert_allclose(flipped.logits, (plain.logits + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(flipped.logits, plain.logits)
+    # calibrate_model scores them as its protocol says, and the calibration records it
+    from mfrn.calibration import CalibrationConfig, choose_calibration
+    from mfrn.inference.protocol import ProtocolConfig
+    from mfrn.train.calibrate import calibrate_model
+
+    config = CalibrationConfig(unit="face")
+    report = calibrate_model(model, [batch], torch.device("cpu"), config, protocol=ProtocolConfig(tta_flip=True))
+    expected = choose_calibration(config, flipped.logits, flipped.labels).calibration
+    assert report.calibration.tta_flip and report.calibration.threshold == expected.threshold
+    assert "flip-TTA" in report.calibration.describe()
+    assert not calibrate_model(model, [batch], torch.device("cpu"), config, protocol=ProtocolConfig()).calibration.tta_flip

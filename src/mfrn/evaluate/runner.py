@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,6 +312,9 @@ def _run_eval(args, reader_options: dict, device) -> EvalOutcome:
         if detector.temporal_model is not None:
             print(detector.describe_temporal())
         print(detector.describe_calibration())
+        mismatch = detector.calibration_mismatch()
+        if mismatch is not None:
+            print(f"warning: {mismatch}", file=sys.stderr)
     perturbation = parse_perturbation(args.perturb) if args.perturb else None  # checked before anything runs
     out = Path(args.out)
     readers = {}

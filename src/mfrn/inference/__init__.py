@@ -15,7 +15,7 @@ This package imports nothing from ``mfrn.train``, ``mfrn.evaluate`` or the comma
 """
 
 from mfrn.checkpoint import Calibration, CheckpointError
-from mfrn.inference.detector import Detector, PendingFaces, UncalibratedCheckpointWarning
+from mfrn.inference.detector import CalibrationProtocolWarning, Detector, PendingFaces, UncalibratedCheckpointWarning
 from mfrn.inference.protocol import ProtocolConfig, VideoScore, aggregate_video
 from mfrn.inference.results import (
     FAKE,
@@ -30,7 +30,8 @@ from mfrn.inference.results import (
 )
 
 __all__ = [
-    "Calibration", "CheckpointError", "Detector", "PendingFaces", "UncalibratedCheckpointWarning",
+    "Calibration", "CalibrationProtocolWarning", "CheckpointError", "Detector", "PendingFaces",
+    "UncalibratedCheckpointWarning",
     "ProtocolConfig", "VideoScore", "aggregate_video",
     "FAKE", "LABELS", "NO_FACE", "REAL", "RESULT_SCHEMA_VERSION", "FaceScore", "FrameResult", "MediaResult",
     "result_record",

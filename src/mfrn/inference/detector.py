@@ -28,6 +28,10 @@ class UncalibratedCheckpointWarning(UserWarning):
     """The checkpoint stores no calibration: verdicts use the threshold 0.5."""
 
 
+class CalibrationProtocolWarning(UserWarning):
+    """The stored thresholds were learned on scores made otherwise (flip TTA on or off) than this detector's."""
+
+
 @dataclass
 class PendingFaces:
     """Frames whose faces are found and cropped but not yet scored."""
@@ -94,21 +98,41 @@ class Detector:
     def from_checkpoint(cls, path: str | Path, device: str | None = None, protocol: ProtocolConfig | None = None,
                         analyzer=None, warn_uncalibrated: bool = True) -> "Detector":
         """Load a checkpoint. ``device``: ``cpu``, ``cuda[:N]`` or None/"auto" (the GPU where there is
-        one); a device that cannot be used here is refused in one line (``ValueError``)."""
+        one); a device that cannot be used here is refused in one line (``ValueError``). Without a ``protocol``
+        it is the checkpoint's, with flip TTA as its calibration was learned (``mfrn calibrate --set
+        eval.tta_flip=...`` switches it); a given protocol that differs from the calibration there is warned of
+        (``CalibrationProtocolWarning``)."""
         from mfrn.inference.checkpoint import load_detector_checkpoint
         from mfrn.weights import check_device
 
         torch_device = check_device(device)
         model, spec = load_detector_checkpoint(path)
+        calibration = spec.calibration
+        if protocol is None and calibration is not None and calibration.tta_flip != spec.protocol.tta_flip:
+            protocol = replace(spec.protocol, tta_flip=calibration.tta_flip)  # recalibrated with the other setting
         detector = cls(model, spec.crop, protocol or spec.protocol, spec.preprocessing, spec.calibration,
                        torch_device, analyzer, source=str(path), clip_length=spec.clip_length,
                        clip_min_iou=spec.clip_min_iou)
         detector.spec = spec
         if warn_uncalibrated and spec.calibration is None:
             warnings.warn(detector.describe_calibration(), UncalibratedCheckpointWarning, stacklevel=2)
+        mismatch = detector.calibration_mismatch()
+        if mismatch is not None:
+            warnings.warn(mismatch, CalibrationProtocolWarning, stacklevel=2)
         return detector
 
     # -- calibration ---------------------------------------------------------------------------
+    def calibration_mismatch(self) -> str | None:
+        """Why the stored thresholds do not fit this detector's scores (flip TTA set otherwise), or None."""
+        calibration = self.calibration
+        if calibration is None or calibration.tta_flip == self.protocol.tta_flip:
+            return None
+        said = {True: "on", False: "off"}
+        return (f"{self.source or 'this checkpoint'}: its thresholds were learned on scores with flip TTA "
+                f"{said[calibration.tta_flip]}, and the protocol scores with it {said[self.protocol.tta_flip]}: the "
+                f"verdicts' threshold does not fit these scores (recalibrate: mfrn calibrate CKPT --set "
+                f"eval.tta_flip={str(self.protocol.tta_flip).lower()})")
+
     @property
     def threshold(self) -> float:
         return self.calibration.threshold if self.calibration is not None else DEFAULT_THRESHOLD
@@ -192,10 +216,10 @@ class Detector:
             chunk = np.stack(crops[start : start + self.protocol.batch_size]).astype(np.float32) / 255.0
             images = torch.from_numpy(chunk).permute(0, 3, 1, 2).to(self.device)  # NHWC memory: channels_last
             output = self.model(images)
-            probability = self._probability(output)
-            if self.protocol.tta_flip:
-                probability = (probability + self._probability(self.model(torch.flip(images, dims=[3])))) / 2
-            scores.append(probability.cpu().numpy())
+            if self.protocol.tta_flip:  # the mean logits of the face and its mirror image, as calibration scores it
+                mirrored = self.model(torch.flip(images, dims=[3])).logits.float()
+                output = replace(output, logits=(output.logits.float() + mirrored) / 2)
+            scores.append(self._probability(output).cpu().numpy())
             for name, store in (("region_logits", regions), ("boundary_logits", boundaries)):
                 logits = getattr(output, name)
                 if logits is not None:

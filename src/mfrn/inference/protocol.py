@@ -20,7 +20,7 @@ class ProtocolConfig:
     frame_aggregation: str = "mean"
     top_k: int = 8  # only used by frame_aggregation "top_k_mean"
     no_face_score: float = 0.5
-    tta_flip: bool = False
+    tta_flip: bool = False  # each face scored by the mean logits of it and its mirror image (calibration too)
     batch_size: int = 32
     # temporal checkpoints (model.temporal): clips of the checkpoint's clip.length frames per video, evenly spaced
     clips_per_video: int = 4

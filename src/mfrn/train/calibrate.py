@@ -9,7 +9,7 @@ and the ``Detector`` API use it from then on. Never a test split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,9 @@ def _video_keys(key: str, length: int | None) -> list[tuple[str, str]]:
 
 @torch.no_grad()
 def collect_validation(model: torch.nn.Module, loader, device: torch.device, mask_level: float = 0.5,
-                       channels_last: bool = False) -> ValidationScores:
-    """Score the validation images (``ValidationScores``).
+                       channels_last: bool = False, flip: bool = False) -> ValidationScores:
+    """Score the validation images (``ValidationScores``); with ``flip`` (the protocol's ``tta_flip``) each
+    image's logits are the mean of its own and its mirror image's, as the ``Detector`` scores it.
 
     A temporal model's verdicts are its frame detector's (the frame mean; the clip score is shown beside
     them): its clips are scored frame by frame, each frame with its clip's label."""
@@ -78,7 +79,10 @@ def collect_validation(model: torch.nn.Module, loader, device: torch.device, mas
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             output = scorer(images)
-            logits.append(output.logits.float().cpu().numpy())
+            image_logits = output.logits.float()
+            if flip:
+                image_logits = (image_logits + scorer(torch.flip(images, dims=[3])).logits.float()) / 2
+            logits.append(image_logits.cpu().numpy())
             labels.append(batch_labels.numpy())
             if output.region_logits is None:
                 continue
@@ -96,13 +100,17 @@ def collect_validation(model: torch.nn.Module, loader, device: torch.device, mas
 def calibrate_model(model, loader, device, config: CalibrationConfig, channels_last: bool = False,
                     protocol=None) -> CalibrationReport:
     """The calibration of ``model`` on ``loader``'s validation pairs; ``protocol`` (a ``ProtocolConfig``,
-    the config's ``eval`` section) scores a validation video from its faces as ``detect`` does."""
+    the config's ``eval`` section) scores a validation video from its faces, and each face (flip TTA), as
+    ``detect`` does."""
     from mfrn.inference.protocol import aggregate_video
 
-    scored = collect_validation(model, loader, device, config.pixel_mask_level, channels_last)
+    flip = protocol is not None and protocol.tta_flip
+    scored = collect_validation(model, loader, device, config.pixel_mask_level, channels_last, flip)
     aggregate = None if protocol is None else (lambda frames: aggregate_video(frames, protocol).score)
-    return choose_calibration(config, scored.logits, scored.labels, scored.pixels, what="faces",
-                              videos=scored.videos, aggregate=aggregate)
+    report = choose_calibration(config, scored.logits, scored.labels, scored.pixels, what="faces",
+                                videos=scored.videos, aggregate=aggregate)
+    report.calibration = replace(report.calibration, tta_flip=flip)
+    return report
 
 
 @dataclass
