@@ -514,6 +514,10 @@ _EXTRA_COMMANDS: list = [_add_synth, _add_generator, _add_train, _add_calibrate,
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":  # batch jobs: freed memory kept for reuse (mfrn.runtime); a server keeps malloc's way
+        from mfrn.runtime import retain_freed_memory
+
+        retain_freed_memory()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from mfrn.config import Config, config_to_dict
 from mfrn.data.manifest import Manifest
 from mfrn.io_utils import check_output_dir, ensure_output_dir
+from mfrn.runtime import retain_freed_memory
 from mfrn.synth.dataset import PairDataset, check_training_faces, collate_pairs, split_faces
 from mfrn.train.calibrate import CalibratedRun, calibrate_checkpoints, validation_pairs
 from mfrn.train.checkpoint import (clear_run, load_checkpoint, load_model_state, resolve_resume, rng_state,
@@ -184,6 +185,7 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
     resume = resolve_resume(out_dir, resume, overwrite)  # before anything is set up or overwritten
     dist_info: DistInfo = init_distributed(None if config.train.device == "auto" else config.train.device)
     device = resolve_device(config.train.device, dist_info)
+    memory_line = retain_freed_memory() if device.type == "cpu" else None  # a third of a CPU step was page faults
     per_process = per_process_batch(config.data.batch_size, dist_info.world_size)
     t = config.train
     selection_text = rule_text(t.checkpoint_rule, t.checkpoint_top_k)
@@ -290,6 +292,8 @@ def train(config: Config, resume: Path | str | None = None, progress: bool = Tru
         if dist_info.enabled and device.type != "cuda" and config.train.sync_batchnorm:
             print("train.sync_batchnorm: no SyncBatchNorm on CPUs; BatchNorm statistics are per process")
         print(f"checkpoint rule: {selection_text}")
+        if memory_line:
+            print(memory_line)
         skipped = train_set.skipped + val_set.skipped
         if skipped:
             print(f"skipped {len(skipped)} faces SBI cannot blend (first: {skipped[0][0]}: {skipped[0][1]})")

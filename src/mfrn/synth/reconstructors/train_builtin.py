@@ -186,6 +186,10 @@ def train_builtin_generator(
     n_steps = train_cfg.steps if steps is None else steps
     if not faces:
         raise ValueError("train_builtin_generator needs at least one face")
+    if torch.device(device).type == "cpu":
+        from mfrn.runtime import retain_freed_memory
+
+        retain_freed_memory()  # large activations freed and mapped again each step cost page faults
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     model = BuiltinReconstructor(cfg, identity_encoder).to(device, memory_format=torch.channels_last)  # as crops_to_tensor
