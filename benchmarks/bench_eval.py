@@ -88,10 +88,13 @@ def throughput(args) -> None:
 
 
 def memory_child(args) -> None:
-    """One eval run in this process; prints its peak RSS."""
+    """One eval run in this process, with malloc set as ``mfrn eval`` sets it (``mfrn.runtime``); prints its peak RSS."""
     from mfrn.data.readers import build_reader
     from mfrn.evaluate.runner import score_records
     from mfrn.inference import Detector
+    from mfrn.runtime import retain_freed_memory
+
+    retain_freed_memory()  # MFRN_RETAIN_FREED_MEMORY=0 measures malloc's own way
 
     detector = Detector.from_checkpoint(args.checkpoint, device="cpu", warn_uncalibrated=False)
     detector.protocol.n_frames = args.frames
