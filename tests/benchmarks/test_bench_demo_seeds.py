@@ -3,27 +3,19 @@ test AUCs from the sweep, verdicts from detect), and the table gives mean and sa
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_demo_seeds.py"
+from tests.benchmarks import script_module
 
 
 @pytest.fixture(scope="module")
 def seeds():
-    spec = importlib.util.spec_from_file_location("bench_demo_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_demo_seeds"] = module  # dataclasses look their module up while the file executes
-    try:
-        spec.loader.exec_module(module)
+    with script_module("bench_demo_seeds") as module:
         yield module
-    finally:
-        sys.modules.pop("bench_demo_seeds", None)
 
 
 def _demo_folder(root: Path, seed: int, clean: float, crf40: float, real_label: str) -> Path:

@@ -3,31 +3,25 @@ without CUDA says so and exits 0, and the synthetic dlib predictor has the real 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+from tests.benchmarks import BENCHMARKS, script_module
+
+SCRIPT = BENCHMARKS / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
     """The script as a module (it is run as a script everywhere else)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up while the file executes
-    try:
-        spec.loader.exec_module(module)
+    with script_module("gpu_check") as module:
         yield module
-    finally:
-        sys.modules.pop("gpu_check", None)
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -205,6 +205,24 @@ def test_flip_tta_scores_the_mean_logits_of_a_face_and_its_mirror(tiny_checkpoin
     expected = fake_probability(dataclasses.replace(own, logits=(own.logits + mirrored.logits) / 2)).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert not np.allclose(scores, fake_probability(own).numpy(), atol=1e-4)  # the mirror changed the scores
+    # a model whose mirror image changes the logits a lot: the mean of logits, not of probabilities
+    from mfrn.models.outputs import DetectorOutput
+
+    class LeftHalf(torch.nn.Module):
+        def forward(self, x):
+            left, right = x[..., : x.shape[-1] // 2].mean((1, 2, 3)), x[..., x.shape[-1] // 2 :].mean((1, 2, 3))
+            return DetectorOutput(logits=torch.stack([0 * right, 8 * left], dim=1))
+
+    stub = Detector(LeftHalf(), spec.crop, flipping.protocol)
+    half = np.zeros((64, 64, 3), np.uint8)
+    half[:, :32] = 255  # bright left half: fake-looking, its mirror real-looking
+    scores, _, _ = stub.score_crops([half])
+    image = torch.from_numpy(half.astype(np.float32)[None] / 255.0).permute(0, 3, 1, 2)
+    own, mirrored = LeftHalf()(image), LeftHalf()(torch.flip(image, dims=[3]))
+    by_logits = fake_probability(dataclasses.replace(own, logits=(own.logits + mirrored.logits) / 2)).numpy()
+    by_probabilities = ((fake_probability(own) + fake_probability(mirrored)) / 2).numpy()
+    np.testing.assert_allclose(scores, by_logits, atol=1e-6)
+    assert abs(float(scores[0]) - float(by_probabilities[0])) > 0.01
 
 
 def test_the_protocol_follows_a_calibration_learned_with_flip_tta_and_a_mismatch_is_warned(tiny_checkpoint, tmp_path):
