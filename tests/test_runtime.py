@@ -52,3 +52,30 @@ def test_it_can_be_switched_off_and_runs_once(monkeypatch):
     assert runtime.retain_freed_memory() is None
     monkeypatch.setenv(runtime.ENV, "1")
     assert runtime.retain_freed_memory() is None  # decided once per process
+
+
+@pytest.mark.parametrize("accepted, expected", [({runtime._M_MMAP_MAX}, "no mmap blocks;"),
+                                                ({runtime._M_TRIM_THRESHOLD}, "no trimming;"),
+                                                ({runtime._M_MMAP_MAX, runtime._M_TRIM_THRESHOLD},
+                                                 "no mmap blocks, no trimming;"),
+                                                (set(), None)])
+def test_the_line_names_what_mallopt_took(monkeypatch, accepted, expected):
+    """A glibc that refuses one parameter keeps the other: the line says which was applied (None: neither)."""
+    calls = []
+
+    class Libc:
+        def mallopt(self, parameter, value):
+            calls.append(parameter)
+            return 1 if parameter in accepted else 0
+
+    monkeypatch.setattr(runtime, "_state", {})
+    monkeypatch.delenv(runtime.ENV, raising=False)
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(runtime.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: Libc())
+    line = runtime.retain_freed_memory()
+    assert calls == [runtime._M_MMAP_MAX, runtime._M_TRIM_THRESHOLD]  # both tried, whatever the first answered
+    if expected is None:
+        assert line is None
+    else:
+        assert f"glibc mallopt: {expected}" in line

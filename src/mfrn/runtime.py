@@ -30,7 +30,8 @@ _state: dict[str, str | None] = {}
 
 def retain_freed_memory() -> str | None:
     """Keep freed memory in this process for reuse (glibc; once per process). Returns what was done, in one
-    line, or None when nothing was (not glibc, ``MFRN_RETAIN_FREED_MEMORY=0``, or mallopt refused)."""
+    line (naming the settings mallopt took), or None when nothing was (not glibc, ``MFRN_RETAIN_FREED_MEMORY=0``,
+    or mallopt refused both)."""
     if "done" in _state:
         return _state["done"]
     _state["done"] = None
@@ -40,10 +41,13 @@ def retain_freed_memory() -> str | None:
         return None
     try:
         libc = ctypes.CDLL(None)
-        applied = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_NEVER) == 1
+        # each call on its own: one refused (a glibc that lacks the parameter) leaves the other applied, and said
+        applied = [what for parameter, value, what in ((_M_MMAP_MAX, 0, "no mmap blocks"),
+                                                       (_M_TRIM_THRESHOLD, _TRIM_NEVER, "no trimming"))
+                   if libc.mallopt(parameter, value) == 1]
     except (OSError, AttributeError):
         return None
     if applied:
-        _state["done"] = (f"malloc: freed memory is kept for reuse (glibc mallopt: no mmap blocks, no trimming; "
+        _state["done"] = (f"malloc: freed memory is kept for reuse (glibc mallopt: {', '.join(applied)}; "
                           f"{ENV}=0 to leave it)")
     return _state["done"]

@@ -178,6 +178,27 @@ def test_one_class_eval_reports_scores_without_failing(sample_media, tiny_checkp
     assert "Per-video scores (folder)" in printed
 
 
+def test_eval_warns_when_its_protocol_differs_from_the_calibration(sample_media, tiny_checkpoint, tmp_path, capsys):
+    """A checkpoint recalibrated with flip TTA: eval follows it, and ``--set eval.tta_flip=false`` is warned of."""
+    from mfrn.checkpoint import Calibration, set_calibration
+
+    checkpoint = tmp_path / "flip.pt"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    set_calibration(checkpoint, Calibration(0.4, "r", tta_flip=True))
+    root = tmp_path / "reals"
+    (root / "real").mkdir(parents=True)
+    shutil.copy(sample_media.single_face_images[0], root / "real" / "photo.jpg")
+    assert main(_eval_args(checkpoint, root, tmp_path / "followed", dataset="folder")) == 0
+    captured = capsys.readouterr()
+    assert "flip TTA on" in captured.out and "warning" not in captured.err
+    assert main(_eval_args(checkpoint, root, tmp_path / "differs", "--set", "eval.tta_flip=false", dataset="folder")) == 0
+    captured = capsys.readouterr()
+    assert "flip TTA off" in captured.out
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and "learned on scores with flip TTA on" in warning[0]
+    assert "mfrn calibrate CKPT --set eval.tta_flip=false" in warning[0]
+
+
 def test_eval_where_nothing_could_be_scored_exits_3(tiny_checkpoint, tmp_path, capsys):
     root = tmp_path / "broken"
     (root / "real").mkdir(parents=True)
