@@ -15,8 +15,13 @@ mean / sample std:
 ``--summarise FOLDER...`` prints the same for finished demo folders without running anything (the source folder
 itself is one seed). A JSON of every row goes to ``WORK/seeds.json``.
 
+``--ensemble FOLDER...`` asks whether an ensemble of the seeds' detectors would pay, on validation only: the face
+AUC, clean and at the config's ``data.val_crf``, of each folder's ``run/selected.pt`` and of the mean of their
+logits (an ensemble's score), all on the first folder's validation pairs (the same faces and fakes for every member).
+
     python benchmarks/bench_demo_seeds.py --from mfrn-demo --seeds 1 2 --work seeds
     python benchmarks/bench_demo_seeds.py --summarise mfrn-demo seeds/seed_1 seeds/seed_2
+    python benchmarks/bench_demo_seeds.py --ensemble mfrn-demo seeds/seed_1
 """
 
 from __future__ import annotations
@@ -94,6 +99,78 @@ def run_seed(source: Path, work: Path, seed: int, overrides: list[str]) -> SeedR
     return summarise(out, time.perf_counter() - started)
 
 
+@dataclass
+class EnsembleRow:
+    members: list[str]  # the folders, the first one's validation pairs scored
+    member_auc: list[float]  # each member's val face AUC, clean
+    member_auc_crf: list[float]  # and at data.val_crf
+    ensemble_auc: float  # the mean of the members' logits, clean
+    ensemble_auc_crf: float
+    val_crf: int | None
+    n_images: int
+
+
+def mean_logit_auc(logits: list, labels) -> float:
+    """The AUC of an ensemble's score: the fake-minus-real logit of the members' mean logits (N, 2)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    mean = np.mean(np.stack([np.asarray(lg, dtype=np.float64) for lg in logits]), axis=0)
+    return float(roc_auc_score(np.asarray(labels), mean[:, 1] - mean[:, 0]))
+
+
+def ensemble_validation(folders: list[Path]) -> EnsembleRow:
+    """Each folder's selected.pt and their mean-logit ensemble on the first folder's validation pairs."""
+    import copy
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mfrn.checkpoint import load_checkpoint, load_model_state
+    from mfrn.config import config_from_dict
+    from mfrn.data.manifest import Manifest
+    from mfrn.models import build_model
+    from mfrn.synth.dataset import CompressedPairs, collate_pairs, split_faces
+    from mfrn.train.calibrate import _inference_model_config, collect_validation, validation_pairs
+
+    paths = [Path(folder) / "run" / "selected.pt" for folder in folders]
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: not there; --ensemble needs finished demo folders")
+    config = config_from_dict(copy.deepcopy(load_checkpoint(paths[0])["config"]))
+    prepared = Path(config.data.prepared)
+    faces = split_faces(Manifest(prepared), "val", config.data.val_fraction, config.data.frames_per_video,
+                        config.data.faces_per_frame)
+    pairs = validation_pairs(config, faces, prepared)
+    sets = {"clean": pairs}
+    if config.data.val_crf is not None:
+        sets["crf"] = CompressedPairs(pairs, config.data.val_crf, motion_frames=config.data.val_motion_frames)
+    logits: dict[str, list] = {name: [] for name in sets}
+    labels = None
+    for path in paths:
+        state = load_checkpoint(path)
+        model = build_model(_inference_model_config(config_from_dict(copy.deepcopy(state["config"])).model))
+        load_model_state(model, state["model"], path)
+        for name, dataset in sets.items():
+            loader = DataLoader(dataset, batch_size=config.data.batch_size, shuffle=False, collate_fn=collate_pairs)
+            scored = collect_validation(model, loader, torch.device("cpu"))
+            logits[name].append(scored.logits)
+            labels = scored.labels
+    crf = logits.get("crf", [])
+    return EnsembleRow([str(f) for f in folders], [mean_logit_auc([lg], labels) for lg in logits["clean"]],
+                       [mean_logit_auc([lg], labels) for lg in crf], mean_logit_auc(logits["clean"], labels),
+                       mean_logit_auc(crf, labels) if crf else float("nan"), config.data.val_crf, int(len(labels)))
+
+
+def print_ensemble(row: EnsembleRow) -> None:
+    crf = f"CRF {row.val_crf}" if row.val_crf is not None else "CRF -"
+    print(f"validation face AUC on {row.members[0]}'s val pairs ({row.n_images} images), clean / {crf}:")
+    for i, folder in enumerate(row.members):
+        at_crf = f"{row.member_auc_crf[i]:.4f}" if row.member_auc_crf else "-"
+        print(f"  member {folder}: {row.member_auc[i]:.4f} / {at_crf}")
+    print(f"  ensemble (mean logits of {len(row.members)}): {row.ensemble_auc:.4f} / {row.ensemble_auc_crf:.4f}")
+
+
 def _mean_std(values: list[float]) -> str:
     mean = sum(values) / len(values)
     if len(values) < 2:
@@ -123,7 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every rerun")
     parser.add_argument("--summarise", type=Path, nargs="+", metavar="FOLDER", help="only summarise finished demo folders")
+    parser.add_argument("--ensemble", type=Path, nargs="+", metavar="FOLDER",
+                        help="validation AUC of these finished folders' detectors and of their mean-logit ensemble")
     args = parser.parse_args(argv)
+    from mfrn.provenance import commit, machine
+
+    if args.ensemble:
+        row = ensemble_validation(args.ensemble)
+        print_ensemble(row)
+        print(f"machine: {machine()}; commit {commit()}")
+        return 0
     if args.summarise:
         rows = [summarise(folder) for folder in args.summarise]
     else:
@@ -136,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: done in {rows[-1].wall_s:.0f} s", flush=True)
         (args.work / "seeds.json").write_text(json.dumps([asdict(r) for r in rows], indent=1), encoding="utf-8")
     print_table(rows)
-    from mfrn.provenance import commit, machine
-
     print(f"machine: {machine()}; commit {commit()}; overrides {args.overrides or 'none'}")
     return 0
 

@@ -49,3 +49,20 @@ def test_it_refuses_a_folder_that_is_not_a_finished_demo(seeds, tmp_path):
     with pytest.raises(FileNotFoundError, match="needs a finished demo folder"):
         seeds.run_seed(tmp_path / "nothing", tmp_path / "work", 1, [])
     assert not (tmp_path / "work").exists()  # nothing made before the check
+
+
+def test_the_ensemble_score_is_the_auc_of_the_mean_logits(seeds):
+    labels = [0, 0, 1, 1]
+    # each member ranks one fake below a real; their mean logits rank every fake above every real
+    a = [[0.0, 0.0], [0.0, 3.0], [0.0, 4.0], [0.0, 1.0]]
+    b = [[0.0, 3.0], [0.0, 0.0], [0.0, 1.0], [0.0, 4.0]]
+    assert seeds.mean_logit_auc([a], labels) == pytest.approx(0.75)
+    assert seeds.mean_logit_auc([b], labels) == pytest.approx(0.75)
+    assert seeds.mean_logit_auc([a, b], labels) == pytest.approx(1.0)
+    # the score is the fake-minus-real logit, not the fake logit alone
+    assert seeds.mean_logit_auc([[[5.0, 6.0], [0.0, 0.5], [0.0, 2.0], [0.0, 3.0]]], labels) == pytest.approx(1.0)
+
+
+def test_the_ensemble_mode_refuses_a_folder_without_a_selected_checkpoint(seeds, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--ensemble needs finished demo folders"):
+        seeds.ensemble_validation([tmp_path / "nothing"])
