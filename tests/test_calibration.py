@@ -12,6 +12,7 @@ from mfrn.calibration import (
     fit_temperature,
     softmax_fake,
     threshold_at_eer,
+    fpr_upper_bound,
     threshold_at_fpr,
 )
 
@@ -40,6 +41,15 @@ def test_the_fpr_threshold_ignores_the_fakes_and_the_eer_point_does_not():
     threshold, eer = threshold_at_eer(reals, easy_fakes)
     assert eer == 0.0 and 0.35 < threshold < 0.9  # separable: anywhere in the gap; a real fake at 0.5 may be missed
     assert threshold_at_fpr(reals, 0.1) == pytest.approx((0.35 + 0.3) / 2)
+
+
+@pytest.mark.parametrize("false_positives, n, bound", [(0, 4, 1 - 0.05 ** 0.25), (0, 59, 1 - 0.05 ** (1 / 59)),
+                                                         (1, 20, 0.2161), (4, 4, 1.0), (0, 0, 1.0)])
+def test_the_false_positive_bound_is_clopper_pearson_one_sided(false_positives, n, bound):
+    """k of n reals called fake: the rate on new reals is below the bound with 95 % confidence; 0 of n has the
+    closed form 1 - 0.05^(1/n), and a 5 % rate needs 59 reals to be shown (58 do not)."""
+    assert fpr_upper_bound(false_positives, n) == pytest.approx(bound, abs=1e-4)
+    assert fpr_upper_bound(0, 59) < 0.05 < fpr_upper_bound(0, 58)
 
 
 def test_the_eer_threshold_balances_the_two_error_rates():
@@ -165,6 +175,9 @@ def test_the_video_unit_counts_videos_as_detect_scores_them_and_keeps_the_face_t
     assert cal.threshold_for("video") == cal.threshold and cal.threshold_for("image") == cal.image_threshold
     assert cal.rule_for("image") == cal.image_rule and "single images at" in cal.describe()
     assert "of 20 real videos called fake" in report.format()
+    # what 20 real videos vouch for: 1 of them above the threshold bounds new reals' false-positive rate by 22 %
+    assert "1 of 20 at or above it: on new reals like them the false-positive rate is below 22%" in cal.rule
+    assert report.val_fpr_upper == pytest.approx(fpr_upper_bound(1, 20)) and "below 22%, one-sided 95 %" in report.format()
     # the protocol's own aggregation is used when given (here: the median over frames)
     median = choose_calibration(CalibrationConfig(), _logits_for(scores), np.r_[real_labels, fake_labels],
                                 videos=real_keys + fake_keys,

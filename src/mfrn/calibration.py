@@ -11,6 +11,11 @@ older checkpoint, and ``mfrn eval --localisation`` reads region maps through its
     looks at the synthetic fakes (the EER point) puts the threshold between the reals and fakes
     that are easier than the ones it must catch.
   - ``eer``: the equal-error point between validation reals and their synthetic fakes.
+
+  Either rule's text ends with what the validation reals can vouch for: k of n at or above the
+  threshold, and the one-sided 95 % Clopper-Pearson bound on the false-positive rate of new reals
+  like them (``fpr_upper_bound``). # interpretation: a target false-positive rate below 1/n cannot be
+  seen on n reals; the bound says how little a few validation videos pin it down (0 of 4: below 53 %).
 * **Unit** (``calibration.unit``): what the rule counts. ``video`` (the default): the validation
   faces are scored per validation video as ``detect`` and ``eval`` score a video (the highest face
   of a frame, the mean over frames), and the rule counts videos: ``target_fpr`` is the share of
@@ -95,6 +100,17 @@ def threshold_at_fpr(real_scores: np.ndarray, target_fpr: float) -> float:
     if k == 0:
         return float(min(1.0, np.nextafter(below, np.inf)))
     return float(min(1.0, (reals[k - 1] + below) / 2.0))
+
+
+def fpr_upper_bound(false_positives: int, n: int, confidence: float = 0.95) -> float:
+    """The one-sided Clopper-Pearson upper bound on a false-positive rate observed as ``false_positives`` of ``n``
+    reals: with ``confidence``, the rate on new reals drawn like them is below it. 0 of n gives 1 - (1 - c)^(1/n):
+    0 of 4 validation videos leaves 53 %; a 5 % rate is shown only from 59 reals (0 of 59: 4.95 %)."""
+    from scipy.stats import beta
+
+    if n <= 0 or false_positives >= n:
+        return 1.0
+    return float(beta.ppf(confidence, false_positives + 1, n - false_positives))
 
 
 def threshold_at_eer(real_scores: np.ndarray, fake_scores: np.ndarray) -> tuple[float, float]:
@@ -237,13 +253,15 @@ class CalibrationReport:
     pixel_iou_at_05: float | None = None
     pixel_auc: float | None = None
     unit: str = "face"  # what val_fpr and val_tpr count: "video" or "face"
+    val_fpr_upper: float = 1.0  # the one-sided 95 % bound on the false-positive rate of new reals (fpr_upper_bound)
     n_real_units: int = 0  # validation real videos (unit video) or faces
     n_fake_units: int = 0
 
     def format(self) -> str:
         units = "videos" if self.unit == "video" else "faces"
         lines = [f"calibration: {self.calibration.describe()}",
-                 f"  validation: {self.val_fpr:.1%} of {self.n_real_units} real {units} called fake, {self.val_tpr:.1%} of "
+                 f"  validation: {self.val_fpr:.1%} of {self.n_real_units} real {units} called fake (on new reals like them below "
+                 f"{self.val_fpr_upper:.0%}, one-sided 95 %), {self.val_tpr:.1%} of "
                  f"{self.n_fake_units} synthetic fake {units} caught; face-level EER {self.eer:.3f} at {self.eer_threshold:.4g}"]
         if self.calibration.temperature is not None:
             lines.append(f"  temperature {self.calibration.temperature:.4g}: validation NLL {self.nll_before:.4f} -> "
@@ -276,13 +294,18 @@ def video_scores(scores: np.ndarray, videos: Sequence[tuple[str, str]],
 
 
 def _threshold(config: CalibrationConfig, reals: np.ndarray, fakes: np.ndarray, what: str, scaled: str) -> tuple[float, str]:
-    """The verdict threshold of ``config.rule`` on these reals (and fakes), with its rule in words."""
+    """The verdict threshold of ``config.rule`` on these reals (and fakes), with its rule in words, and what the
+    validation reals can vouch for: the bound on the false-positive rate of new reals (``fpr_upper_bound``)."""
     if config.rule == "val_fpr":
-        return threshold_at_fpr(reals, config.target_fpr), (
-            f"val_fpr: at most {config.target_fpr:.0%} of {reals.size} validation real {what} called fake ({scaled}); "
-            "anchored on the reals, as validation fakes are synthetic and unseen real manipulations score lower")
-    return threshold_at_eer(reals, fakes)[0], (
-        f"eer: the EER point of {reals.size} real and {fakes.size} synthetic fake validation {what} ({scaled})")
+        threshold = threshold_at_fpr(reals, config.target_fpr)
+        rule = (f"val_fpr: at most {config.target_fpr:.0%} of {reals.size} validation real {what} called fake ({scaled}); "
+                "anchored on the reals, as validation fakes are synthetic and unseen real manipulations score lower")
+    else:
+        threshold = threshold_at_eer(reals, fakes)[0]
+        rule = f"eer: the EER point of {reals.size} real and {fakes.size} synthetic fake validation {what} ({scaled})"
+    above = int((reals >= threshold).sum())
+    return threshold, (f"{rule}; {above} of {reals.size} at or above it: on new reals like them the false-positive rate "
+                       f"is below {fpr_upper_bound(above, reals.size):.0%} (one-sided 95 % Clopper-Pearson bound)")
 
 
 def choose_calibration(config: CalibrationConfig, logits: np.ndarray, labels: np.ndarray,
@@ -321,7 +344,7 @@ def choose_calibration(config: CalibrationConfig, logits: np.ndarray, labels: np
         unit_fakes = video_scores(fakes, [k for k, y in zip(keys, labels) if y == 1], aggregate)
         image_threshold, image_rule = threshold, rule
         threshold, rule = _threshold(config, unit_reals, unit_fakes, "videos", scaled)
-        rule += " (each validation video scored over its frames as detect and eval score a video)"
+        rule += "; each validation video scored over its frames as detect and eval score a video"
     pixel_threshold = pixel_rule = None
     pixel_score = pixel_iou = pixel_auc = None
     if pixels is not None and pixels.n_positive:
@@ -339,6 +362,7 @@ def choose_calibration(config: CalibrationConfig, logits: np.ndarray, labels: np
         calibration=calibration, n_real=n_real, n_fake=n_fake, unit=config.unit,
         n_real_units=int(unit_reals.size), n_fake_units=int(unit_fakes.size),
         val_fpr=float((unit_reals >= threshold).mean()),
+        val_fpr_upper=fpr_upper_bound(int((unit_reals >= threshold).sum()), int(unit_reals.size)),
         val_tpr=float((unit_fakes >= threshold).mean()) if n_fake else float("nan"),
         eer=eer, eer_threshold=eer_t, nll_before=_nll(raw, labels), nll_after=_nll(scores, labels),
         ece_before=expected_calibration_error(raw, labels), ece_after=ece_after,
